@@ -1,0 +1,351 @@
+"""The lcpipe data contract: long light-curve tables and how to read them.
+
+A light-curve table has one row per measurement with the columns
+
+==========  ======================  =========================================
+column      type                    meaning
+==========  ======================  =========================================
+object_id   string or integer       identifier of the light curve (kept as string)
+t           float                   time of the measurement, MJD [days]
+mag         float                   magnitude [mag]
+mag_err     float                   1-sigma magnitude uncertainty [mag], > 0
+band        string or int, optional passband; absent means a single band
+==========  ======================  =========================================
+
+Extra columns are ignored. Real exports use other names: a
+:class:`ColumnMap` (from a preset such as ``crts`` or ``ztf`` or from a
+``t=MJD,mag_err=magerr`` string) maps them onto the contract. See
+``docs/data-contract.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from .errors import ConfigError, InputError
+
+__all__ = [
+    "COLUMNS",
+    "REQUIRED",
+    "DEFAULT_BAND",
+    "PRESETS",
+    "ColumnMap",
+    "open_dataset",
+    "read_table",
+    "iter_object_chunks",
+]
+
+#: Canonical column names, in output order.
+COLUMNS: tuple[str, ...] = ("object_id", "band", "t", "mag", "mag_err")
+#: Columns every input must provide (after mapping).
+REQUIRED: tuple[str, ...] = ("object_id", "t", "mag", "mag_err")
+#: Band name given to every row when the input has no band column.
+DEFAULT_BAND = "default"
+
+_NUMERIC = ("t", "mag", "mag_err")
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """How the columns of an input table map onto the data contract.
+
+    Parameters
+    ----------
+    names : mapping of str to sequence of str
+        For each contract column, the candidate source column names, tried in
+        order (exact match first, then case-insensitive). Columns not named map
+        to themselves.
+    band_values : mapping, optional
+        Renames band values, e.g. ZTF's ``{1: 'g', 2: 'r', 3: 'i'}``.
+    """
+
+    names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    band_values: Mapping[object, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_spec(cls, preset: str | None = None, columns: str | None = None) -> ColumnMap:
+        """Build a map from a preset name and/or a ``key=source,...`` string.
+
+        Parameters
+        ----------
+        preset : {'lcpipe', 'crts', 'ztf'}, optional
+            Named mapping for a survey export; default ``lcpipe`` (identity).
+        columns : str, optional
+            Overrides, e.g. ``"t=MJD,mag_err=magerr"``; keys must be contract columns.
+        """
+        base = PRESETS[preset or "lcpipe"] if (preset or "lcpipe") in PRESETS else None
+        if base is None:
+            raise ConfigError(
+                f"unknown column preset {preset!r}; choose one of {sorted(PRESETS)}"
+            )
+        names = dict(base.names)
+        if columns:
+            for item in columns.split(","):
+                item = item.strip()
+                if not item:
+                    continue
+                key, sep, src = item.partition("=")
+                key, src = key.strip(), src.strip()
+                if not sep or not src:
+                    raise ConfigError(f"bad --columns item {item!r}: expected NAME=SOURCE")
+                if key not in COLUMNS:
+                    raise ConfigError(
+                        f"bad --columns item {item!r}: {key!r} is not one of {list(COLUMNS)}"
+                    )
+                names[key] = (src,)
+        return cls(names=names, band_values=dict(base.band_values))
+
+    def resolve(self, available: Sequence[str], source: object) -> dict[str, str | None]:
+        """Return contract column -> source column (``None`` for an absent band).
+
+        Raises
+        ------
+        InputError
+            If a required column is missing.
+        """
+        lower = {c.lower(): c for c in available}
+        out: dict[str, str | None] = {}
+        for col in COLUMNS:
+            cands = self.names.get(col, (col,))
+            found = next((c for c in cands if c in available), None)
+            if found is None:
+                found = next((lower[c.lower()] for c in cands if c.lower() in lower), None)
+            if found is None and col in REQUIRED:
+                tried = ", ".join(repr(c) for c in cands)
+                raise InputError(
+                    source,
+                    f"missing column for '{col}' (looked for {tried}; "
+                    f"columns present: {', '.join(available)}). "
+                    "Map it with --columns or choose a --preset.",
+                )
+            out[col] = found
+        return out
+
+
+#: Named column maps for survey exports.
+PRESETS: dict[str, ColumnMap] = {
+    "lcpipe": ColumnMap(),
+    "crts": ColumnMap(
+        names={
+            "object_id": ("ID", "object_id", "MasterID"),
+            "t": ("MJD", "t"),
+            "mag": ("Mag", "mag"),
+            "mag_err": ("Magerr", "mag_err"),
+            "band": ("band",),
+        }
+    ),
+    "ztf": ColumnMap(
+        names={
+            "object_id": ("objectId", "oid"),
+            "t": ("mjd", "jd_mjd"),
+            "mag": ("magpsf",),
+            "mag_err": ("sigmapsf",),
+            "band": ("fid", "band"),
+        },
+        band_values={1: "g", 2: "r", 3: "i", "1": "g", "2": "r", "3": "i"},
+    ),
+}
+
+
+def open_dataset(path: str | os.PathLike[str]) -> ds.Dataset:
+    """Open a Parquet file, a directory of Parquet files (hive partitions too) or a CSV file.
+
+    Raises
+    ------
+    InputError
+        If the path does not exist or is not readable as Parquet/CSV.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, "no such file or directory")
+    suffixes = {s.lower() for s in p.suffixes}
+    is_csv = p.is_file() and bool(suffixes & {".csv", ".txt"}) or (
+        p.is_dir() and any(p.glob("*.csv")) and not any(p.rglob("*.parquet"))
+    )
+    try:
+        if is_csv:
+            return ds.dataset(p, format="csv")
+        return ds.dataset(p, format="parquet", partitioning="hive")
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        kind = "CSV" if is_csv else "Parquet"
+        raise InputError(p, f"cannot read as {kind}: {_short(exc)}") from exc
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _canonical(batch: pa.Table, cols: dict[str, str | None], cmap: ColumnMap,
+               source: object) -> pd.DataFrame:
+    """Convert a raw Arrow table to the canonical pandas frame (no cleaning)."""
+    n = batch.num_rows
+    data: dict[str, object] = {}
+    oid = batch.column(cols["object_id"])
+    if not (pa.types.is_string(oid.type) or pa.types.is_large_string(oid.type)
+            or pa.types.is_integer(oid.type) or pa.types.is_dictionary(oid.type)):
+        raise InputError(
+            source, f"column {cols['object_id']!r} (object_id) has type {oid.type}, "
+            "expected string or integer")
+    data["object_id"] = pc.cast(oid, pa.string()).to_numpy(zero_copy_only=False)
+    if cols["band"] is None:
+        data["band"] = np.full(n, DEFAULT_BAND, dtype=object)
+    else:
+        band = batch.column(cols["band"])
+        if pa.types.is_floating(band.type):
+            raise InputError(source, f"column {cols['band']!r} (band) has type {band.type}, "
+                             "expected string or integer")
+        raw = band.to_numpy(zero_copy_only=False)
+        if cmap.band_values:
+            raw = np.array([cmap.band_values.get(v, v) for v in raw], dtype=object)
+        data["band"] = np.array([None if v is None else str(v) for v in raw], dtype=object)
+    for col in _NUMERIC:
+        arr = batch.column(cols[col])
+        if not (pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type)
+                or pa.types.is_null(arr.type)):
+            raise InputError(
+                source, f"column {cols[col]!r} ({col}) has type {arr.type}, expected numbers "
+                "(a non-numeric value in a CSV column makes the whole column text)")
+        data[col] = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+    frame = pd.DataFrame(data, columns=list(COLUMNS))
+    frame["object_id"] = frame["object_id"].astype(object)
+    frame["band"] = frame["band"].astype(object)
+    return frame
+
+
+def read_table(path: str | os.PathLike[str], cmap: ColumnMap | None = None) -> pd.DataFrame:
+    """Read a whole light-curve table into the canonical frame (not cleaned).
+
+    Parameters
+    ----------
+    path : path-like
+        Parquet file or directory, or CSV file.
+    cmap : ColumnMap, optional
+        Column mapping; default is the identity (``lcpipe`` preset).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``object_id, band, t, mag, mag_err`` in input order; t in MJD
+        [days], mag and mag_err in [mag].
+
+    Raises
+    ------
+    InputError
+        Unreadable file, missing column, wrong column type or empty table.
+    """
+    cmap = cmap or ColumnMap()
+    dset = open_dataset(path)
+    cols = cmap.resolve(dset.schema.names, path)
+    wanted = sorted({c for c in cols.values() if c is not None})
+    try:
+        table = dset.to_table(columns=wanted)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise InputError(path, f"cannot read: {_short(exc)}") from exc
+    if table.num_rows == 0:
+        raise InputError(path, "empty table: no rows")
+    return _canonical(table, cols, cmap, path)
+
+
+def iter_object_chunks(
+    path: str | os.PathLike[str],
+    cmap: ColumnMap | None = None,
+    chunk_rows: int = 1_000_000,
+) -> Iterator[pd.DataFrame]:
+    """Stream a table as canonical frames that each hold whole objects.
+
+    Memory stays bounded by ``chunk_rows`` plus the largest object. The input
+    must be grouped by ``object_id`` (all rows of an object contiguous; order
+    inside an object does not matter) — as the output of ``lcpipe validate``
+    and most survey exports are.
+
+    Parameters
+    ----------
+    path : path-like
+        Parquet file or directory, or CSV file.
+    cmap : ColumnMap, optional
+        Column mapping.
+    chunk_rows : int, default 1_000_000
+        Approximate number of rows per yielded frame.
+
+    Yields
+    ------
+    pandas.DataFrame
+        Canonical frames (see :func:`read_table`), objects never split.
+
+    Raises
+    ------
+    InputError
+        Unreadable file, missing column, wrong type, empty table, or rows of
+        one object found in two separate blocks.
+    """
+    cmap = cmap or ColumnMap()
+    dset = open_dataset(path)
+    cols = cmap.resolve(dset.schema.names, path)
+    wanted = sorted({c for c in cols.values() if c is not None})
+    seen: set[str] = set()
+    pending: list[pd.DataFrame] = []
+    pending_rows = 0
+    total = 0
+    try:
+        scanner = dset.scanner(columns=wanted, batch_size=min(chunk_rows, 1 << 20))
+        batches = scanner.to_batches()
+        for rb in batches:
+            if rb.num_rows == 0:
+                continue
+            total += rb.num_rows
+            frame = _canonical(pa.Table.from_batches([rb]), cols, cmap, path)
+            pending.append(frame)
+            pending_rows += len(frame)
+            if pending_rows >= chunk_rows:
+                block = pd.concat(pending, ignore_index=True)
+                last = block["object_id"].iat[-1]
+                tail_mask = (block["object_id"] == last).to_numpy()
+                # keep the last object back: it may continue in the next batch
+                first_tail = int(np.argmax(tail_mask)) if tail_mask.any() else len(block)
+                if tail_mask[first_tail:].all() and first_tail > 0:
+                    head, tail = block.iloc[:first_tail], block.iloc[first_tail:]
+                else:
+                    head, tail = block, block.iloc[:0]
+                _check_grouped(head, seen, path)
+                pending = [tail.reset_index(drop=True)] if len(tail) else []
+                pending_rows = len(tail)
+                yield head.reset_index(drop=True)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(path, f"cannot read: {_short(exc)}") from exc
+    if pending:
+        block = pd.concat(pending, ignore_index=True)
+        _check_grouped(block, seen, path)
+        yield block
+    if total == 0:
+        raise InputError(path, "empty table: no rows")
+
+
+def _check_grouped(frame: pd.DataFrame, seen: set[str], source: object) -> None:
+    ids = frame["object_id"].to_numpy()
+    if len(ids) == 0:
+        return
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    run_ids = ids[starts]
+    uniq = pd.unique(run_ids)
+    bad = None
+    if len(uniq) != len(run_ids):
+        bad = pd.Series(run_ids)[pd.Series(run_ids).duplicated()].iat[0]
+    else:
+        again = [i for i in uniq if i in seen]
+        if again:
+            bad = again[0]
+    if bad is not None:
+        raise InputError(
+            source, f"rows of object {bad} are not contiguous: streaming needs input grouped "
+            "by object_id (run `lcpipe validate` first, its output is sorted)")
+    seen.update(uniq)

@@ -1,0 +1,187 @@
+"""Atomic file writing and Parquet helpers shared by every lcpipe writer.
+
+Every file lcpipe writes goes first to a temporary name in the same
+directory and is then renamed over the target, so a killed run never leaves
+a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = [
+    "atomic_path",
+    "write_parquet_atomic",
+    "write_json_atomic",
+    "ParquetStreamWriter",
+    "read_json_metadata",
+]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+
+    Parameters
+    ----------
+    path : path-like
+        Final destination. Its parent directory is created if needed.
+
+    Yields
+    ------
+    Path
+        Temporary file name to write to. It is removed if the block raises.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def _with_metadata(schema: pa.Schema, metadata: dict[str, Any] | None) -> pa.Schema:
+    if not metadata:
+        return schema
+    extra = {
+        k.encode(): (v if isinstance(v, str) else json.dumps(v)).encode()
+        for k, v in metadata.items()
+    }
+    merged = dict(schema.metadata or {})
+    merged.update(extra)
+    return schema.with_metadata(merged)
+
+
+def write_parquet_atomic(
+    table: pa.Table,
+    path: str | os.PathLike[str],
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write an Arrow table to Parquet atomically.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        Data to write.
+    path : path-like
+        Destination file.
+    metadata : dict, optional
+        Extra file-level key/value metadata; non-string values are stored as JSON.
+
+    Returns
+    -------
+    Path
+        The destination path.
+    """
+    table = table.replace_schema_metadata(_with_metadata(table.schema, metadata).metadata)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return Path(path)
+
+
+def write_json_atomic(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """Write ``obj`` as indented JSON atomically and return the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    return Path(path)
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+class ParquetStreamWriter:
+    """Write a Parquet file chunk by chunk, atomically.
+
+    Use as a context manager; the file appears under its final name only when
+    the block exits without error.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination file.
+    schema : pyarrow.Schema
+        Schema of every chunk.
+    metadata : dict, optional
+        File-level key/value metadata (non-string values stored as JSON).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        schema: pa.Schema,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.schema = _with_metadata(schema, metadata)
+        self._ctx: contextlib.AbstractContextManager[Path] | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self.n_rows = 0
+
+    def __enter__(self) -> ParquetStreamWriter:
+        self._ctx = atomic_path(self.path)
+        tmp = self._ctx.__enter__()
+        self._writer = pq.ParquetWriter(tmp, self.schema, compression="zstd")
+        return self
+
+    def write(self, table: pa.Table) -> None:
+        """Append one chunk (cast to the writer's schema)."""
+        assert self._writer is not None, "use ParquetStreamWriter as a context manager"
+        if table.num_rows == 0:
+            return
+        table = table.cast(self.schema.remove_metadata()).replace_schema_metadata(
+            self.schema.metadata
+        )
+        self._writer.write_table(table)
+        self.n_rows += table.num_rows
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        assert self._writer is not None and self._ctx is not None
+        self._writer.close()
+        self._ctx.__exit__(exc_type, exc, tb)
+        return False
+
+
+def read_json_metadata(path: str | os.PathLike[str], key: str) -> Any:
+    """Return the JSON value stored under ``key`` in a Parquet file's metadata.
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read or has no such key.
+    """
+    from .errors import InputError
+
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(path, f"cannot read Parquet metadata ({exc})") from exc
+    raw = meta.get(key.encode())
+    if raw is None:
+        raise InputError(path, f"no '{key}' metadata: not a file written by this lcpipe step")
+    return json.loads(raw)
