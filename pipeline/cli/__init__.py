@@ -42,7 +42,11 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
             # still list it in the top-level help, cheaply
             sub.add_parser(name, add_help=False)
             continue
-        mod = importlib.import_module(modname, __name__)
+        try:
+            mod = importlib.import_module(modname, __name__)
+        except ImportError as exc:  # an optional part missing must not break the others
+            sub.add_parser(name, help=f"(unavailable: {exc})", add_help=False)
+            continue
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
         mod.add_arguments(p)

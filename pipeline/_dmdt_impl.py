@@ -1,0 +1,158 @@
+"""dm-dt histogram backends (private). Use :func:`pipeline.dmdt.compute_dmdt`.
+
+Every backend takes a :class:`pipeline.lightcurves.LightCurves` and edges and
+returns raw pair counts of shape ``(n_series, n_dm, n_dt)`` (int64), with
+numpy's ``histogram2d`` edge convention: bins are half-open ``[a, b)`` except
+the last on each axis, which is closed ``[a, b]``; pairs outside the grid are
+not counted.
+
+Backends
+--------
+numba
+    Compiled kernel (default). Times are sorted, so for a fixed first point the
+    dt bin only moves forward and the loop stops at the last dt edge; the dm
+    bin comes from a lookup table on a uniform sub-grid finer than the
+    narrowest bin, corrected by exact comparisons with the edges. About 1-3 ns
+    per pair per core, the histogram stays in L1 cache.
+numpy
+    Plain ``np.histogram2d`` of all pairs, one series at a time (reference).
+light-curve
+    The light-curve package's ``DmDt.points`` (half-open last bins: it differs
+    from numpy only for pairs exactly on the upper outer edges).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numba
+import numpy as np
+
+__all__ = ["BACKENDS", "available_backends"]
+
+
+_SUB = 4  # interleaved sub-histograms: breaks store-to-load chains on repeated bins
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_series(t, m, start, end, dt_edges, ext, lut, lo, inv_w, ptr, sub, out):
+    """Count pairs of one series into ``out`` (n_dm, n_dt); ``ptr``/``sub`` are scratch."""
+    n_dt = dt_edges.shape[0] - 1
+    n_dm = ext.shape[0] - 3
+    top = lut.shape[0] - 1
+    sub[:] = 0
+    ptr[:] = start
+    for i in range(start, end - 1):
+        ti = t[i]
+        # ptr[k] = first j > i with t[j] - ti >= dt_edges[k] (> for the closed last edge);
+        # each pointer only moves forward as i grows, so this is O(n * n_dt) per series
+        for k in range(n_dt + 1):
+            p = ptr[k]
+            if p <= i:
+                p = i + 1
+            thr = dt_edges[k]
+            if k < n_dt:
+                while p < end and t[p] - ti < thr:
+                    p += 1
+            else:
+                while p < end and t[p] - ti <= thr:
+                    p += 1
+            ptr[k] = p
+        mi = m[i]
+        for k in range(n_dt):
+            for j in range(ptr[k], ptr[k + 1]):
+                dm = m[j] - mi
+                c = int((dm - lo) * inv_w) + 1
+                c = min(max(c, 0), top)
+                b = lut[c]
+                # one branch-free step fixes the table (a cell holds at most one edge);
+                # the loops below only run for pathological custom edges
+                b -= dm < ext[b]
+                b += dm >= ext[b + 1]
+                while dm < ext[b]:
+                    b -= 1
+                while dm >= ext[b + 1]:
+                    b += 1
+                sub[j & (_SUB - 1), b, k] += 1
+    for q in range(_SUB):
+        for b in range(n_dm):
+            for k in range(n_dt):
+                out[b, k] += sub[q, b + 1, k]
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _count_batch(t, m, offsets, dt_edges, ext, lut, lo, inv_w, out):
+    n = offsets.shape[0] - 1
+    n_dt = dt_edges.shape[0] - 1
+    n_dm = ext.shape[0] - 3
+    for s in numba.prange(n):
+        ptr = np.empty(n_dt + 1, dtype=np.int64)
+        sub = np.empty((_SUB, n_dm + 2, n_dt), dtype=np.int64)
+        _count_series(t, m, offsets[s], offsets[s + 1], dt_edges, ext, lut, lo, inv_w, ptr,
+                      sub, out[s])
+
+
+def _lookup(dm_edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """dm axis with overflow bins and a lookup table on a uniform sub-grid.
+
+    ``ext`` = [-inf, e_0, ..., e_{n-1}, nextafter(e_n, +inf), +inf]: bin 0 and bin
+    n+1 are under/overflow, and a value equal to e_n lands in the last real bin
+    (numpy's closed last bin). ``lut[c]`` is the extended bin of the left boundary
+    of sub-grid cell ``c - 1``; the kernel corrects it by exact comparisons.
+    """
+    lo, hi = float(dm_edges[0]), float(dm_edges[-1])
+    width = float(np.min(np.diff(dm_edges))) / 2.0
+    ncell = int(min(max(np.ceil((hi - lo) / width), 1), 1 << 16))
+    width = (hi - lo) / ncell
+    ext = np.concatenate([[-np.inf], dm_edges[:-1], [np.nextafter(hi, np.inf)], [np.inf]])
+    left = lo + width * np.arange(ncell)
+    inner = np.searchsorted(ext, left, side="right") - 1
+    lut = np.concatenate([[0], inner, [len(ext) - 2]]).astype(np.int64)
+    return ext, lut, lo, 1.0 / width
+
+
+def counts_numba(lcs, dm_edges: np.ndarray, dt_edges: np.ndarray) -> np.ndarray:
+    """Pair counts with the compiled kernel, shape (n_series, n_dm, n_dt)."""
+    dm_edges = np.ascontiguousarray(dm_edges, dtype=np.float64)
+    dt_edges = np.ascontiguousarray(dt_edges, dtype=np.float64)
+    out = np.zeros((len(lcs), len(dm_edges) - 1, len(dt_edges) - 1), dtype=np.int64)
+    if len(lcs):
+        ext, lut, lo, inv_w = _lookup(dm_edges)
+        _count_batch(lcs.t, lcs.mag, lcs.offsets, dt_edges, ext, lut, lo, inv_w, out)
+    return out
+
+
+def counts_numpy(lcs, dm_edges: np.ndarray, dt_edges: np.ndarray) -> np.ndarray:
+    """Pair counts with ``np.histogram2d`` of all pairs i<j (reference backend)."""
+    out = np.zeros((len(lcs), len(dm_edges) - 1, len(dt_edges) - 1), dtype=np.int64)
+    for s, (_, _, t, m, _) in enumerate(lcs):
+        i, j = np.triu_indices(len(t), k=1)
+        h, _, _ = np.histogram2d(m[j] - m[i], t[j] - t[i], bins=[dm_edges, dt_edges])
+        out[s] = h.astype(np.int64)
+    return out
+
+
+def counts_light_curve(lcs, dm_edges: np.ndarray, dt_edges: np.ndarray) -> np.ndarray:
+    """Pair counts with light-curve's ``DmDt.points`` (its last bins are half-open)."""
+    import light_curve
+
+    dmdt = light_curve.DmDt(dt=np.asarray(dt_edges, np.float64),
+                            dm=np.asarray(dm_edges, np.float64),
+                            dt_type="asis", dm_type="asis", n_jobs=1)
+    out = np.zeros((len(lcs), len(dm_edges) - 1, len(dt_edges) - 1), dtype=np.int64)
+    for s, (_, _, t, m, _) in enumerate(lcs):
+        out[s] = np.rint(dmdt.points(t, m, sorted=True)).astype(np.int64).T
+    return out
+
+
+#: backend name -> function(lcs, dm_edges, dt_edges) -> counts
+BACKENDS: dict[str, Callable[..., np.ndarray]] = {
+    "numba": counts_numba,
+    "numpy": counts_numpy,
+    "light-curve": counts_light_curve,
+}
+
+
+def available_backends() -> list[str]:
+    """Names accepted by ``compute_dmdt(method=...)`` besides ``'auto'``."""
+    return list(BACKENDS)

@@ -1,0 +1,44 @@
+"""Argument helpers shared by subcommands (standard library only)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_input_arguments(p: argparse.ArgumentParser) -> None:
+    """IN, --preset and --columns: how to read a light-curve table."""
+    p.add_argument("input", metavar="IN",
+                   help="light-curve table: Parquet file or directory, or CSV file")
+    p.add_argument("--preset", choices=["lcpipe", "crts", "ztf"], default=None,
+                   help="column names of a survey export (default: lcpipe contract names)")
+    p.add_argument("--columns", default=None, metavar="MAP",
+                   help="column mapping overrides, e.g. 't=MJD,mag_err=magerr'")
+
+
+def add_cleaning_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of the cleaning rules."""
+    g = p.add_argument_group("cleaning rules")
+    g.add_argument("--min-points", type=int, default=10,
+                   help="quarantine objects with fewer points after cleaning (default 10)")
+    g.add_argument("--t-min", type=float, default=0.0,
+                   help="earliest plausible time, MJD days (default 0)")
+    g.add_argument("--t-max", type=float, default=100000.0,
+                   help="latest plausible time, MJD days (default 100000)")
+    g.add_argument("--conflict-policy", choices=["mean", "first", "drop"], default="mean",
+                   help="rows sharing (object, band, t) with different mags: weighted 'mean' "
+                        "(default), keep 'first', or 'drop' them all")
+
+
+def column_map(args: argparse.Namespace):
+    """ColumnMap from --preset/--columns (imports the library lazily)."""
+    from ..contract import ColumnMap
+
+    return ColumnMap.from_spec(args.preset, args.columns)
+
+
+def cleaning_config(args: argparse.Namespace):
+    """CleaningConfig from the cleaning options."""
+    from ..validate import CleaningConfig
+
+    return CleaningConfig(min_points=args.min_points, t_min=args.t_min, t_max=args.t_max,
+                          conflict_policy=args.conflict_policy)
