@@ -1,0 +1,206 @@
+"""dm-dt images: exact against np.histogram2d and light-curve's DmDt; norms; I/O."""
+
+from __future__ import annotations
+
+import json
+
+import light_curve
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline._dmdt_impl import available_backends
+from pipeline.contract import ColumnMap
+from pipeline.dmdt import (
+    BINS_PRESETS,
+    DmDtBins,
+    compute_dmdt,
+    dmdt_file,
+    get_bins,
+    read_dmdt,
+)
+from pipeline.errors import ConfigError, InputError
+from pipeline.lightcurves import LightCurves, read_lightcurves
+from tests.helpers import make_frame
+
+
+def _lcs(rng, n_obj=8, **kw):
+    df = make_frame(rng, n_obj=n_obj, **kw)
+    df = df.sort_values(["object_id", "band", "t"], ignore_index=True)
+    return LightCurves.from_frame(df)
+
+
+def _reference_counts(t, m, dm_edges, dt_edges):
+    """Independent: all pairs i<j through np.histogram2d."""
+    i, j = np.triu_indices(len(t), k=1)
+    h, _, _ = np.histogram2d(m[j] - m[i], t[j] - t[i], bins=[dm_edges, dt_edges])
+    return h
+
+
+CUSTOM = DmDtBins("custom", dm_edges=tuple(np.linspace(-2, 2, 41)),
+                  dt_edges=tuple(np.r_[0, np.logspace(-2, 3.5, 30)]))
+
+
+@pytest.mark.parametrize("method", available_backends())
+@pytest.mark.parametrize("bins", ["mahabal2017", "scope", CUSTOM])
+def test_counts_match_histogram2d(rng, method, bins):
+    lcs = _lcs(rng)
+    grid = get_bins(bins)
+    img = compute_dmdt(lcs, grid, norm="counts", method=method)
+    for k, (_, _, t, m, _) in enumerate(lcs):
+        ref = _reference_counts(t, m, grid.dm_edges, grid.dt_edges)
+        np.testing.assert_array_equal(img.images[k, :, :, 0], ref)
+
+
+def test_values_exactly_on_edges():
+    # dt and dm values that are exactly representable and sit on edges
+    t = np.array([0.0, 1.5, 3.0, 4000.0, 4000.0 + 1.5])
+    m = np.array([0.0, 0.5, 8.0, -0.5, 0.0])
+    lcs = LightCurves(np.array(["x"], object), np.array(["r"], object),
+                      np.array([0, 5]), t, m, np.full(5, 0.1))
+    grid = BINS_PRESETS["mahabal2017"]
+    img = compute_dmdt(lcs, grid, norm="counts").images[0, :, :, 0]
+    np.testing.assert_array_equal(img, _reference_counts(t, m, grid.dm_edges, grid.dt_edges))
+    dm_e, dt_e = np.array(grid.dm_edges), np.array(grid.dt_edges)
+
+    def at(dm, dt):  # left-closed lookup: the bin whose left edge is <= value
+        return img[np.searchsorted(dm_e, dm, side="right") - 1,
+                   np.searchsorted(dt_e, dt, side="right") - 1]
+
+    # pairs (0,1) and (3,4): dt = 1.5 and dm = 0.5 sit on left edges -> that bin
+    assert at(0.5, 1.5) == 2
+    # pair (0,2): dm = 8 is the last dm edge -> closed last dm bin (dt 3.0 in [2.5, 3.5))
+    assert img[-1, np.searchsorted(dt_e, 3.0, side="right") - 1] == 1
+    # pairs (0,3) and (1,4): dt = 4000 is the last dt edge -> closed last dt bin
+    assert img[np.searchsorted(dm_e, -0.5, side="right") - 1, -1] == 2
+    # pair (2,4): dm = -8 is the first dm edge -> first dm bin
+    assert img[0, :].sum() == 1
+    # pairs (0,4) dt = 4001.5 and (2,3) dm = -8.5 fall outside: 8 of 10 binned
+    assert img.sum() == 8
+
+
+@pytest.fixture(scope="module")
+def crts_lcs(crts_dir):
+    return read_lightcurves(crts_dir / "lightcurves.parquet")
+
+
+def test_all_backends_identical_on_real_crts(crts_lcs):
+    lcs = crts_lcs
+    sub = LightCurves(lcs.object_id[:150], lcs.band[:150], lcs.offsets[:151], lcs.t, lcs.mag,
+                      lcs.mag_err)
+    imgs = {m: compute_dmdt(sub, norm="counts", method=m).images for m in available_backends()}
+    for m in imgs:
+        np.testing.assert_array_equal(imgs[m], imgs["numpy"])
+
+
+@pytest.mark.slow
+def test_numba_matches_light_curve_on_all_crts(crts_lcs):
+    lcs = crts_lcs
+    grid = BINS_PRESETS["mahabal2017"]
+    ours = compute_dmdt(lcs, grid, norm="counts").images[..., 0]
+    dmdt = light_curve.DmDt(dt=np.array(grid.dt_edges), dm=np.array(grid.dm_edges),
+                            dt_type="asis", dm_type="asis")
+    theirs = np.stack([dmdt.points(t, m, sorted=True).T for _, _, t, m, _ in lcs])
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_normalisations(rng):
+    lcs = _lcs(rng)
+    counts = compute_dmdt(lcs, norm="counts")
+    npairs = counts.n_pairs[:, None, None, :]
+    c = counts.images.astype(np.float64)
+    paper = compute_dmdt(lcs, norm="paper").images
+    assert paper.dtype == np.uint8
+    np.testing.assert_array_equal(paper, np.ceil(255 * c / npairs))
+    prob = compute_dmdt(lcs, norm="probability").images
+    assert prob.dtype == np.float32
+    np.testing.assert_allclose(prob, c / npairs, rtol=1e-6)
+    mx = compute_dmdt(lcs, norm="max").images
+    np.testing.assert_allclose(mx.max(axis=(1, 2)), 1.0)
+    with pytest.raises(ConfigError):
+        compute_dmdt(lcs, norm="l2")
+
+
+def test_pairs_outside_grid_still_count_in_npairs():
+    t = np.array([0.0, 1.0, 2.0, 3.0])
+    m = np.array([15.0, 15.0, 30.0, 15.0])  # dm of 15 mag: outside the +-8 grid
+    lcs = LightCurves(np.array(["x"], object), np.array(["r"], object), np.array([0, 4]),
+                      t, m, np.full(4, 0.1))
+    img = compute_dmdt(lcs, norm="probability")
+    assert img.n_pairs[0, 0] == 6
+    assert img.images.sum() == pytest.approx(3 / 6)
+
+
+def test_multiband_channels_and_missing_band(rng):
+    df = make_frame(rng, n_obj=4, bands=("g", "r"))
+    df = df[~((df["object_id"] == "obj002") & (df["band"] == "g"))]
+    df = df.sort_values(["object_id", "band", "t"], ignore_index=True)
+    lcs = LightCurves.from_frame(df)
+    img = compute_dmdt(lcs, norm="counts")
+    assert img.meta["bands"] == ["g", "r"]
+    assert img.images.shape == (4, 22, 24, 2)
+    k = list(img.object_id).index("obj002")
+    assert img.images[k, :, :, 0].sum() == 0 and img.missing_bands[k].tolist() == [True, False]
+    for s, (oid, band, t, m, _) in enumerate(lcs):
+        ch = img.meta["bands"].index(band)
+        o = list(img.object_id).index(oid)
+        grid = BINS_PRESETS["mahabal2017"]
+        np.testing.assert_array_equal(img.images[o, :, :, ch],
+                                      _reference_counts(t, m, grid.dm_edges, grid.dt_edges))
+        assert s >= 0
+
+
+def test_file_roundtrip_chunking_and_threads(tmp_path, rng):
+    df = make_frame(rng, n_obj=25).sort_values("object_id", kind="stable")
+    df.to_parquet(tmp_path / "lc.parquet", row_group_size=50)
+    a = dmdt_file(tmp_path / "lc.parquet", tmp_path / "a.parquet", chunk_rows=60)
+    dmdt_file(tmp_path / "lc.parquet", tmp_path / "b.parquet", chunk_rows=10**6, n_jobs=-1)
+    ra, rb = read_dmdt(tmp_path / "a.parquet"), read_dmdt(tmp_path / "b.parquet")
+    np.testing.assert_array_equal(ra.images, rb.images)
+    assert a["objects"] == 25 and ra.images.shape == (25, 22, 24, 1)
+    direct = compute_dmdt(read_lightcurves(tmp_path / "lc.parquet"))
+    np.testing.assert_array_equal(ra.images, direct.images)
+    np.testing.assert_array_equal(ra.object_id, direct.object_id)
+    meta = ra.meta
+    assert meta["shape"] == [22, 24, 1] and meta["norm"] == "paper"
+    assert meta["dm_edges"][0] == -8 and meta["dt_edges"][-1] == 4000
+    tbl = pd.read_parquet(tmp_path / "a.parquet")
+    assert list(tbl.columns) == ["object_id", "n_points", "n_pairs", "n_points_band",
+                                 "missing_bands", "image"]
+    np.testing.assert_array_equal(tbl["n_pairs"], tbl["n_points"] * (tbl["n_points"] - 1) // 2)
+
+
+def test_ztf_two_bands_end_to_end(ztf_dir, tmp_path):
+    s = dmdt_file(ztf_dir / "lightcurves.parquet", tmp_path / "z.parquet",
+                  cmap=ColumnMap.from_spec("ztf"), norm="probability")
+    img = read_dmdt(tmp_path / "z.parquet")
+    assert s["bands"] == ["g", "r"] and img.images.shape == (25, 22, 24, 2)
+    inside = img.images.sum(axis=(1, 2))
+    assert np.all(inside <= 1 + 1e-5)
+    assert np.all(inside[img.n_points > 1] > 0.5)
+    assert np.all(inside[img.n_points == 0] == 0)
+    assert img.missing_bands.any()  # one object of the sample has no r point
+    tbl = pd.read_parquet(tmp_path / "z.parquet")
+    flagged = tbl.loc[tbl["missing_bands"].map(len) > 0, "object_id"]
+    assert set(flagged) == set(img.object_id[img.missing_bands.any(axis=1)])
+
+
+def test_custom_bins_json(tmp_path, rng):
+    (tmp_path / "b.json").write_text(json.dumps({"dm_edges": [-1, 0, 1], "dt_edges": [0, 10,
+                                                                                       100]}))
+    grid = get_bins(tmp_path / "b.json")
+    assert grid.shape == (2, 2)
+    (tmp_path / "bad.json").write_text(json.dumps({"dm_edges": [0, -1], "dt_edges": [0, 1]}))
+    with pytest.raises(ConfigError):
+        get_bins(tmp_path / "bad.json")
+    with pytest.raises(ConfigError):
+        get_bins("nonsense")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(InputError, match="broken.json"):
+        get_bins(tmp_path / "broken.json")
+
+
+def test_read_dmdt_rejects_other_files(tmp_path, rng):
+    make_frame(rng).to_parquet(tmp_path / "x.parquet")
+    with pytest.raises(InputError, match="not written by"):
+        read_dmdt(tmp_path / "x.parquet")
