@@ -9,11 +9,12 @@ not counted.
 Backends
 --------
 numba
-    Compiled kernel (default). Times are sorted, so for a fixed first point the
-    dt bin only moves forward and the loop stops at the last dt edge; the dm
-    bin comes from a lookup table on a uniform sub-grid finer than the
-    narrowest bin, corrected by exact comparisons with the edges. About 1-3 ns
-    per pair per core, the histogram stays in L1 cache.
+    Compiled kernel (default). Times are sorted, so the first pair of each dt
+    bin is tracked by one pointer per dt edge that only moves forward; the dm
+    bin of each pair comes, branch-free, from a lookup table on a uniform
+    sub-grid at most half as wide as the narrowest bin, corrected by one exact
+    comparison with each neighbouring edge. Counts go into interleaved
+    sub-histograms that stay in L1 cache.
 numpy
     Plain ``np.histogram2d`` of all pairs, one series at a time (reference).
 light-curve
@@ -28,24 +29,30 @@ from collections.abc import Callable
 import numba
 import numpy as np
 
+from .errors import ConfigError
+
 __all__ = ["BACKENDS", "available_backends"]
 
 
 _SUB = 4  # interleaved sub-histograms: breaks store-to-load chains on repeated bins
+_SUB_MIN_PAIRS = 20_000  # below this, one histogram (zeroing 4 costs more than it saves)
 
 
 @numba.njit(cache=True, nogil=True)
-def _count_series(t, m, start, end, dt_edges, ext, lut, lo, inv_w, ptr, sub, out):
-    """Count pairs of one series into ``out`` (n_dm, n_dt); ``ptr``/``sub`` are scratch."""
+def _count_series(t, m, start, end, dt_edges, ext, lut, lo, inv_w, ptr, sub, buf, out):
+    """Count pairs of one series into ``out`` (n_dm, n_dt); ptr, sub, buf are scratch."""
     n_dt = dt_edges.shape[0] - 1
     n_dm = ext.shape[0] - 3
     top = lut.shape[0] - 1
-    sub[:] = 0
+    n = end - start
+    mask = _SUB - 1 if n * (n - 1) // 2 >= _SUB_MIN_PAIRS else 0
+    for q in range(mask + 1):
+        sub[q] = 0
     ptr[:] = start
     for i in range(start, end - 1):
         ti = t[i]
         # ptr[k] = first j > i with t[j] - ti >= dt_edges[k] (> for the closed last edge);
-        # each pointer only moves forward as i grows, so this is O(n * n_dt) per series
+        # each pointer only moves forward as i grows: O(n * n_dt) per series
         for k in range(n_dt + 1):
             p = ptr[k]
             if p <= i:
@@ -59,22 +66,21 @@ def _count_series(t, m, start, end, dt_edges, ext, lut, lo, inv_w, ptr, sub, out
                     p += 1
             ptr[k] = p
         mi = m[i]
+        j0 = ptr[0]
+        # pass 1 (branch-free): extended dm bin of every pair inside the dt range
+        for j in range(j0, ptr[n_dt]):
+            dm = m[j] - mi
+            c = min(max(int((dm - lo) * inv_w) + 1, 0), top)
+            b = lut[c]
+            # one step fixes the table (a sub-grid cell holds at most one edge)
+            b -= dm < ext[b]
+            b += dm >= ext[b + 1]
+            buf[j - j0] = b
+        # pass 2: scatter into interleaved sub-histograms, dt bin by dt bin
         for k in range(n_dt):
             for j in range(ptr[k], ptr[k + 1]):
-                dm = m[j] - mi
-                c = int((dm - lo) * inv_w) + 1
-                c = min(max(c, 0), top)
-                b = lut[c]
-                # one branch-free step fixes the table (a cell holds at most one edge);
-                # the loops below only run for pathological custom edges
-                b -= dm < ext[b]
-                b += dm >= ext[b + 1]
-                while dm < ext[b]:
-                    b -= 1
-                while dm >= ext[b + 1]:
-                    b += 1
-                sub[j & (_SUB - 1), b, k] += 1
-    for q in range(_SUB):
+                sub[j & mask, buf[j - j0], k] += 1
+    for q in range(mask + 1):
         for b in range(n_dm):
             for k in range(n_dt):
                 out[b, k] += sub[q, b + 1, k]
@@ -88,8 +94,28 @@ def _count_batch(t, m, offsets, dt_edges, ext, lut, lo, inv_w, out):
     for s in numba.prange(n):
         ptr = np.empty(n_dt + 1, dtype=np.int64)
         sub = np.empty((_SUB, n_dm + 2, n_dt), dtype=np.int64)
+        buf = np.empty(offsets[s + 1] - offsets[s], dtype=np.int64)
         _count_series(t, m, offsets[s], offsets[s + 1], dt_edges, ext, lut, lo, inv_w, ptr,
-                      sub, out[s])
+                      sub, buf, out[s])
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def paper_norm(counts, n_pairs):
+    """uint8 ceil(255 * count / n_pairs) in exact integer arithmetic.
+
+    counts (N, n_dm, n_dt, B) int64, n_pairs (N, B) int64.
+    """
+    n, n_dm, n_dt, n_b = counts.shape
+    out = np.zeros(counts.shape, dtype=np.uint8)
+    for s in numba.prange(n):
+        for c in range(n_b):
+            p = n_pairs[s, c]
+            if p <= 0:
+                continue
+            for b in range(n_dm):
+                for k in range(n_dt):
+                    out[s, b, k, c] = (255 * counts[s, b, k, c] + p - 1) // p
+    return out
 
 
 def _lookup(dm_edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
@@ -102,7 +128,10 @@ def _lookup(dm_edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]
     """
     lo, hi = float(dm_edges[0]), float(dm_edges[-1])
     width = float(np.min(np.diff(dm_edges))) / 2.0
-    ncell = int(min(max(np.ceil((hi - lo) / width), 1), 1 << 16))
+    ncell = int(max(np.ceil((hi - lo) / width), 1))
+    if ncell > 1 << 22:
+        raise ConfigError("dm edges too unevenly spaced for the lookup table "
+                          f"({ncell} cells); use method='numpy'")
     width = (hi - lo) / ncell
     ext = np.concatenate([[-np.inf], dm_edges[:-1], [np.nextafter(hi, np.inf)], [np.inf]])
     left = lo + width * np.arange(ncell)

@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ._dmdt_impl import BACKENDS
+from ._dmdt_impl import BACKENDS, paper_norm
 from ._version import __version__
 from .contract import ColumnMap, open_dataset
 from .errors import ConfigError, InputError
@@ -195,9 +196,8 @@ def _normalise(counts: np.ndarray, n_pairs: np.ndarray, norm: str) -> np.ndarray
         return counts.astype(np.int32)
     npairs = n_pairs[:, None, None, :]
     if norm == "paper":
-        # exact integer form of ceil(255 * count / npairs)
-        safe = np.maximum(npairs, 1)
-        return ((255 * counts + safe - 1) // safe).astype(np.uint8)
+        # exact integer form of ceil(255 * count / npairs), compiled
+        return paper_norm(counts, np.ascontiguousarray(n_pairs, dtype=np.int64))
     if norm == "probability":
         with np.errstate(invalid="ignore", divide="ignore"):
             out = np.where(npairs > 0, counts / np.maximum(npairs, 1), 0.0)
@@ -246,9 +246,8 @@ def compute_dmdt(
     if name not in BACKENDS:
         raise ConfigError(f"unknown dm-dt method {method!r}: use 'auto' or one of "
                           f"{list(BACKENDS)}")
-    band_list = list(bands) if bands is not None else order_bands(lcs.band)
-    band_index = {b: i for i, b in enumerate(band_list)}
-    series_band = np.array([band_index.get(str(b), -1) for b in lcs.band], dtype=np.int64)
+    band_list = list(bands) if bands is not None else order_bands(pd.unique(lcs.band))
+    series_band = pd.Index(band_list).get_indexer(lcs.band.astype(str)).astype(np.int64)
     # object index per series (series of one object are contiguous)
     oid = lcs.object_id
     new_obj = np.ones(len(oid), dtype=bool)
@@ -260,11 +259,15 @@ def compute_dmdt(
     counts = BACKENDS[name](lcs, np.asarray(grid.dm_edges, np.float64),
                             np.asarray(grid.dt_edges, np.float64))
     n_obj, n_b = len(objects), len(band_list)
-    full = np.zeros((n_obj, n_dm, n_dt, n_b), dtype=np.int64)
-    n_points = np.zeros((n_obj, n_b), dtype=np.int64)
     use = series_band >= 0
-    full[obj_of_series[use], :, :, series_band[use]] = counts[use]
-    n_points[obj_of_series[use], series_band[use]] = lcs.n_points[use]
+    if n_b == 1 and use.all() and n_obj == len(lcs):
+        full = counts[..., None]  # one series per object: no copy
+        n_points = lcs.n_points[:, None].astype(np.int64)
+    else:
+        full = np.zeros((n_obj, n_dm, n_dt, n_b), dtype=np.int64)
+        n_points = np.zeros((n_obj, n_b), dtype=np.int64)
+        full[obj_of_series[use], :, :, series_band[use]] = counts[use]
+        n_points[obj_of_series[use], series_band[use]] = lcs.n_points[use]
     n_pairs = n_points * (n_points - 1) // 2
     meta = {
         "bins": grid.name,

@@ -8,6 +8,8 @@ import light_curve
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline._dmdt_impl import available_backends
 from pipeline.contract import ColumnMap
@@ -204,3 +206,23 @@ def test_read_dmdt_rejects_other_files(tmp_path, rng):
     make_frame(rng).to_parquet(tmp_path / "x.parquet")
     with pytest.raises(InputError, match="not written by"):
         read_dmdt(tmp_path / "x.parquet")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 40), st.integers(2, 30),
+       st.sampled_from([0.01, 0.1, 1.0]))
+def test_random_edges_and_quantised_values_match_reference(seed, n_dm, n_dt, q):
+    """Random uneven edges; magnitudes/times quantised so many pairs land on edges."""
+    rng = np.random.default_rng(seed)
+    dm_edges = np.unique(np.round(rng.uniform(-3, 3, n_dm + 1), 2))
+    dt_edges = np.unique(np.round(np.r_[0, rng.uniform(0, 50, n_dt)], 1))
+    if len(dm_edges) < 2 or len(dt_edges) < 2:
+        return
+    grid = DmDtBins("custom", tuple(dm_edges), tuple(dt_edges))
+    n = int(rng.integers(2, 80))
+    t = np.unique(np.round(rng.uniform(0, 60, n), 1))
+    m = np.round(rng.normal(0, 1, len(t)) / q) * q
+    lcs = LightCurves(np.array(["x"], object), np.array(["r"], object),
+                      np.array([0, len(t)]), t, m, np.full(len(t), 0.1))
+    ours = compute_dmdt(lcs, grid, norm="counts").images[0, :, :, 0]
+    np.testing.assert_array_equal(ours, _reference_counts(t, m, dm_edges, dt_edges))
