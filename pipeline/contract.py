@@ -185,9 +185,37 @@ def _short(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def _categorical(arr: pa.ChunkedArray | pa.Array,
+                 rename: Mapping[object, str] | None = None) -> pd.Categorical:
+    """Arrow column -> pandas Categorical of strings (nulls become NaN), no per-row objects."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks else pa.array([], arr.type)
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(arr.type.value_type)
+    raw_values = None
+    if rename and not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        raw_values = arr
+    enc = pc.dictionary_encode(pc.cast(arr, pa.string()) if raw_values is None else arr)
+    codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    cats = enc.dictionary.to_pylist()
+    if rename:
+        cats = [rename.get(c, rename.get(str(c), c)) for c in cats]
+    cats = [str(c) for c in cats]
+    # renaming may map two raw values onto one name: re-factorise the dictionary
+    uniq, remap = np.unique(np.asarray(cats, dtype=object), return_inverse=True)
+    if len(uniq) != len(cats):
+        codes = np.where(codes >= 0, remap.reshape(-1)[np.maximum(codes, 0)], -1)
+        cats = list(uniq)
+    return pd.Categorical.from_codes(codes, categories=pd.Index(cats, dtype=object))
+
+
 def _canonical(batch: pa.Table, cols: dict[str, str | None], cmap: ColumnMap,
                source: object) -> pd.DataFrame:
-    """Convert a raw Arrow table to the canonical pandas frame (no cleaning)."""
+    """Convert a raw Arrow table to the canonical pandas frame (no cleaning).
+
+    ``object_id`` and ``band`` are pandas Categoricals of strings (compact, fast to
+    group); the numeric columns are float64.
+    """
     n = batch.num_rows
     data: dict[str, object] = {}
     oid = batch.column(cols["object_id"])
@@ -196,18 +224,16 @@ def _canonical(batch: pa.Table, cols: dict[str, str | None], cmap: ColumnMap,
         raise InputError(
             source, f"column {cols['object_id']!r} (object_id) has type {oid.type}, "
             "expected string or integer")
-    data["object_id"] = pc.cast(oid, pa.string()).to_numpy(zero_copy_only=False)
+    data["object_id"] = _categorical(oid)
     if cols["band"] is None:
-        data["band"] = np.full(n, DEFAULT_BAND, dtype=object)
+        data["band"] = pd.Categorical.from_codes(np.zeros(n, dtype=np.int64),
+                                                 categories=pd.Index([DEFAULT_BAND], dtype=object))
     else:
         band = batch.column(cols["band"])
         if pa.types.is_floating(band.type):
             raise InputError(source, f"column {cols['band']!r} (band) has type {band.type}, "
                              "expected string or integer")
-        raw = band.to_numpy(zero_copy_only=False)
-        if cmap.band_values:
-            raw = np.array([cmap.band_values.get(v, v) for v in raw], dtype=object)
-        data["band"] = np.array([None if v is None else str(v) for v in raw], dtype=object)
+        data["band"] = _categorical(band, cmap.band_values or None)
     for col in _NUMERIC:
         arr = batch.column(cols[col])
         if not (pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type)
@@ -216,10 +242,24 @@ def _canonical(batch: pa.Table, cols: dict[str, str | None], cmap: ColumnMap,
                 source, f"column {cols[col]!r} ({col}) has type {arr.type}, expected numbers "
                 "(a non-numeric value in a CSV column makes the whole column text)")
         data[col] = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
-    frame = pd.DataFrame(data, columns=list(COLUMNS))
-    frame["object_id"] = frame["object_id"].astype(object)
-    frame["band"] = frame["band"].astype(object)
-    return frame
+    return pd.DataFrame(data, columns=list(COLUMNS))
+
+
+def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate canonical frames keeping object_id and band categorical."""
+    from pandas.api.types import union_categoricals
+
+    if len(frames) == 1:
+        return frames[0]
+    out = {}
+    for col in COLUMNS:
+        if col in ("object_id", "band"):
+            u = union_categoricals([pd.Categorical(f[col]) for f in frames])
+            out[col] = pd.Categorical.from_codes(
+                u.codes, categories=pd.Index(np.asarray(u.categories, dtype=object), dtype=object))
+        else:
+            out[col] = np.concatenate([f[col].to_numpy() for f in frames])
+    return pd.DataFrame(out, columns=list(COLUMNS))
 
 
 def read_table(path: str | os.PathLike[str], cmap: ColumnMap | None = None) -> pd.DataFrame:
@@ -235,8 +275,9 @@ def read_table(path: str | os.PathLike[str], cmap: ColumnMap | None = None) -> p
     Returns
     -------
     pandas.DataFrame
-        Columns ``object_id, band, t, mag, mag_err`` in input order; t in MJD
-        [days], mag and mag_err in [mag].
+        Columns ``object_id, band, t, mag, mag_err`` in input order; ``object_id``
+        and ``band`` are pandas Categoricals of str, t in MJD [days], mag and
+        mag_err in [mag] (float64).
 
     Raises
     ------
@@ -307,7 +348,7 @@ def iter_object_chunks(
             pending.append(frame)
             pending_rows += len(frame)
             if pending_rows >= chunk_rows:
-                block = pd.concat(pending, ignore_index=True)
+                block = concat_frames(pending)
                 last = block["object_id"].iat[-1]
                 tail_mask = (block["object_id"] == last).to_numpy()
                 # keep the last object back: it may continue in the next batch
@@ -323,7 +364,7 @@ def iter_object_chunks(
     except (pa.ArrowException, OSError) as exc:
         raise InputError(path, f"cannot read: {_short(exc)}") from exc
     if pending:
-        block = pd.concat(pending, ignore_index=True)
+        block = concat_frames(pending)
         _check_grouped(block, seen, path)
         yield block
     if total == 0:
@@ -331,11 +372,13 @@ def iter_object_chunks(
 
 
 def _check_grouped(frame: pd.DataFrame, seen: set[str], source: object) -> None:
-    ids = frame["object_id"].to_numpy()
-    if len(ids) == 0:
+    col = pd.Categorical(frame["object_id"])
+    codes = col.codes
+    if len(codes) == 0:
         return
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    run_ids = ids[starts]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    run_codes = codes[starts]
+    run_ids = np.asarray(col.categories, dtype=object)[run_codes[run_codes >= 0]]
     uniq = pd.unique(run_ids)
     bad = None
     if len(uniq) != len(run_ids):

@@ -55,30 +55,34 @@ class LightCurves:
         InputError
             If the frame is not sorted by (object_id, band, t) with unique t per series.
         """
-        oid = frame["object_id"].to_numpy(dtype=object)
-        band = frame["band"].to_numpy(dtype=object)
+        ocat = pd.Categorical(frame["object_id"])
+        bcat = pd.Categorical(frame["band"])
+        oc, bc = np.asarray(ocat.codes), np.asarray(bcat.codes)
         t = np.ascontiguousarray(frame["t"].to_numpy(dtype=np.float64))
         n = len(t)
         if n == 0:
             empty = np.array([], dtype=object)
             return cls(empty, empty, np.zeros(1, np.int64), t,
                        np.array([], np.float64), np.array([], np.float64))
+        if (oc < 0).any() or (bc < 0).any():
+            raise InputError(source, "null object_id or band (input not clean)")
         new = np.empty(n, dtype=bool)
         new[0] = True
-        new[1:] = (oid[1:] != oid[:-1]) | (band[1:] != band[:-1])
+        new[1:] = (oc[1:] != oc[:-1]) | (bc[1:] != bc[:-1])
         starts = np.flatnonzero(new)
         bad = np.flatnonzero(~new[1:] & (np.diff(t) <= 0))
         if len(bad):
             raise InputError(source, "times not strictly increasing within a series "
                              "(input not clean: use clean=True or `lcpipe validate`)",
-                             object_id=oid[bad[0] + 1])
-        sid = oid[starts]
-        if len(pd.unique(sid + "\x00" + band[starts].astype(str))) != len(starts):
+                             object_id=ocat[bad[0] + 1])
+        pairs = oc[starts] * (len(bcat.categories) + 1) + bc[starts]
+        if len(np.unique(pairs)) != len(starts):
             raise InputError(source, "rows of a series are not contiguous (input not sorted)")
         offsets = np.append(starts, n).astype(np.int64)
         return cls(
-            object_id=sid,
-            band=band[starts],
+            object_id=np.asarray(ocat.categories, dtype=object)[oc[starts]].astype(str).astype(
+                object),
+            band=np.asarray(bcat.categories, dtype=object)[bc[starts]].astype(str).astype(object),
             offsets=offsets,
             t=t,
             mag=np.ascontiguousarray(frame["mag"].to_numpy(dtype=np.float64)),

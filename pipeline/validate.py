@@ -52,6 +52,7 @@ __all__ = [
     "CONFLICT_POLICIES",
     "clean_frame",
     "validate_file",
+    "frame_to_arrow",
 ]
 
 ROW_REASONS: tuple[str, ...] = (
@@ -178,8 +179,13 @@ def clean_frame(df: pd.DataFrame, config: CleaningConfig | None = None) -> Clean
     """
     cfg = config or CleaningConfig()
     n = len(df)
-    oid = df["object_id"].to_numpy(dtype=object)
-    band = df["band"].to_numpy(dtype=object)
+    # work on integer codes: compact and fast; strings only for the output
+    ocat = pd.Categorical(df["object_id"])
+    bcat = pd.Categorical(df["band"])
+    oc = np.asarray(ocat.codes, dtype=np.int64)
+    bc = np.asarray(bcat.codes, dtype=np.int64)
+    ocats = np.asarray(ocat.categories, dtype=object).astype(str)
+    bcats = np.asarray(bcat.categories, dtype=object).astype(str)
     t = df["t"].to_numpy(dtype=np.float64)
     mag = df["mag"].to_numpy(dtype=np.float64).copy()
     err = df["mag_err"].to_numpy(dtype=np.float64).copy()
@@ -188,8 +194,8 @@ def clean_frame(df: pd.DataFrame, config: CleaningConfig | None = None) -> Clean
     def mark(mask: np.ndarray, reason: str) -> None:
         code[(code == _KEEP) & mask] = _CODE[reason]
 
-    mark(pd.isna(oid), "null_object_id")
-    mark(pd.isna(band), "null_band")
+    mark(oc < 0, "null_object_id")
+    mark(bc < 0, "null_band")
     mark(~np.isfinite(t), "nonfinite_t")
     mark(~np.isfinite(mag), "nonfinite_mag")
     mark(~np.isfinite(err), "nonfinite_mag_err")
@@ -199,7 +205,7 @@ def clean_frame(df: pd.DataFrame, config: CleaningConfig | None = None) -> Clean
 
     keep = np.flatnonzero(code == _KEEP)
     if len(keep):
-        sub = pd.DataFrame({"o": oid[keep], "b": band[keep], "t": t[keep],
+        sub = pd.DataFrame({"o": oc[keep], "b": bc[keep], "t": t[keep],
                             "m": mag[keep], "e": err[keep]})
         dup = sub.duplicated(keep="first").to_numpy()
         code[keep[dup]] = _CODE["exact_duplicate"]
@@ -223,45 +229,70 @@ def clean_frame(df: pd.DataFrame, config: CleaningConfig | None = None) -> Clean
                     mag[rows] = swm[g] / sw[g]
                     err[rows] = 1.0 / np.sqrt(sw[g])
 
-    # object-level rules
-    valid_oid = ~pd.isna(oid)
-    objects = pd.unique(oid[valid_oid])
+    # object-level rules (per object code present in this frame)
+    n_cat = len(ocats)
+    valid = oc >= 0
+    present = np.bincount(oc[valid], minlength=n_cat) > 0
     kept = code == _KEEP
-    per_obj = pd.Series(kept[valid_oid]).groupby(oid[valid_oid], sort=False).sum()
-    empty = per_obj.index[per_obj.to_numpy() == 0]
-    small = per_obj.index[(per_obj.to_numpy() > 0) & (per_obj.to_numpy() < cfg.min_points)]
-    if len(small):
-        code[kept & np.isin(oid, small.to_numpy())] = _CODE["too_few_points"]
-    obj_reason = {"no_valid_rows": len(empty), "too_few_points": len(small)}
+    per_obj = np.bincount(oc[kept], minlength=n_cat)
+    empty = present & (per_obj == 0)
+    small = present & (per_obj > 0) & (per_obj < cfg.min_points)
+    if small.any():
+        code[kept & small[np.maximum(oc, 0)] & valid] = _CODE["too_few_points"]
+    obj_reason = {"no_valid_rows": int(empty.sum()), "too_few_points": int(small.sum())}
 
-    counts = CleaningCounts(rows_in=n, objects_in=len(objects))
+    counts = CleaningCounts(rows_in=n, objects_in=int(present.sum()))
     out_mask = code == _KEEP
     counts.rows_out = int(out_mask.sum())
     reason_names = ROW_REASONS + OBJECT_REASONS
-    bc = np.bincount(code[~out_mask].astype(np.int64), minlength=len(reason_names))
+    hist = np.bincount(code[~out_mask].astype(np.int64), minlength=len(reason_names))
     merged_reasons = {"same_epoch_conflict"} if cfg.conflict_policy != "drop" else set()
     for i, r in enumerate(reason_names):
-        if bc[i]:
-            (counts.rows_merged if r in merged_reasons else counts.rows_dropped)[r] = int(bc[i])
+        if hist[i]:
+            (counts.rows_merged if r in merged_reasons else counts.rows_dropped)[r] = int(hist[i])
     counts.objects_quarantined = {k: v for k, v in obj_reason.items() if v}
-    counts.objects_out = len(objects) - len(empty) - len(small)
+    counts.objects_out = counts.objects_in - obj_reason["no_valid_rows"] - obj_reason[
+        "too_few_points"]
     assert counts.balanced, counts
 
-    clean = pd.DataFrame({"object_id": oid[out_mask], "band": band[out_mask],
-                          "t": t[out_mask], "mag": mag[out_mask], "mag_err": err[out_mask]},
-                         columns=list(COLUMNS))
-    clean = clean.sort_values(["object_id", "band", "t"], kind="stable", ignore_index=True)
+    # sort kept rows by object_id, band (string order), t
+    orank = np.empty(n_cat, dtype=np.int64)
+    orank[np.argsort(ocats, kind="stable")] = np.arange(n_cat)
+    brank = np.empty(len(bcats), dtype=np.int64)
+    brank[np.argsort(bcats, kind="stable")] = np.arange(len(bcats))
+    rows = np.flatnonzero(out_mask)
+    order = rows[np.lexsort((t[rows], brank[bc[rows]], orank[oc[rows]]))]
+    used_o = np.unique(oc[order])
+    used_b = np.unique(bc[order])
+    o_sorted = used_o[np.argsort(orank[used_o], kind="stable")]
+    b_sorted = used_b[np.argsort(brank[used_b], kind="stable")]
+    o_new = np.full(n_cat, -1, dtype=np.int64)
+    o_new[o_sorted] = np.arange(len(o_sorted))
+    b_new = np.full(len(bcats), -1, dtype=np.int64)
+    b_new[b_sorted] = np.arange(len(b_sorted))
+    clean = pd.DataFrame({
+        "object_id": pd.Categorical.from_codes(o_new[oc[order]],
+                                               categories=pd.Index(ocats[o_sorted], dtype=object)),
+        "band": pd.Categorical.from_codes(b_new[bc[order]],
+                                          categories=pd.Index(bcats[b_sorted], dtype=object)),
+        "t": t[order], "mag": mag[order], "mag_err": err[order]}, columns=list(COLUMNS))
 
-    rej = ~out_mask
-    q = pd.DataFrame({"object_id": oid[rej], "band": band[rej],
-                      "reason": np.asarray(reason_names, dtype=object)[code[rej]]})
-    quarantine = (q.groupby(["object_id", "band", "reason"], dropna=False, sort=True)
-                  .size().rename("n_rows").reset_index())
-    # objects with no rows at all left have their own object-level row
-    if len(empty):
-        extra = pd.DataFrame({"object_id": empty.to_numpy(), "band": None,
+    rej = np.flatnonzero(~out_mask)
+    q = pd.DataFrame({"o": oc[rej], "b": bc[rej], "r": code[rej]})
+    q = q.groupby(["o", "b", "r"], sort=False).size().rename("n_rows").reset_index()
+    ocats_na = np.append(ocats, None).astype(object)  # code -1 -> None
+    bcats_na = np.append(bcats, None).astype(object)
+    quarantine = pd.DataFrame({
+        "object_id": ocats_na[q["o"].to_numpy()],
+        "band": bcats_na[q["b"].to_numpy()],
+        "reason": np.asarray(reason_names, dtype=object)[q["r"].to_numpy()],
+        "n_rows": q["n_rows"].to_numpy(dtype=np.int64)})
+    if empty.any():
+        extra = pd.DataFrame({"object_id": ocats[empty], "band": None,
                               "reason": "no_valid_rows", "n_rows": 0})
         quarantine = pd.concat([quarantine, extra], ignore_index=True)
+    quarantine = quarantine.sort_values(["object_id", "reason"], kind="stable",
+                                        ignore_index=True)
     quarantine["n_rows"] = quarantine["n_rows"].astype(np.int64)
     return CleanResult(frame=clean, quarantine=quarantine, counts=counts)
 
@@ -279,6 +310,22 @@ QUARANTINE_SCHEMA = pa.schema([
     ("reason", pa.string()),
     ("n_rows", pa.int64()),
 ])
+
+
+def frame_to_arrow(frame: pd.DataFrame) -> pa.Table:
+    """Canonical frame (categorical or string ids) -> Arrow table of LIGHTCURVE_SCHEMA."""
+    cols = {}
+    for name in ("object_id", "band"):
+        col = frame[name]
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            cats = pa.array(np.asarray(col.cat.categories, dtype=object), pa.string())
+            codes = pa.array(col.cat.codes.to_numpy(), pa.int32())
+            cols[name] = pa.DictionaryArray.from_arrays(codes, cats).cast(pa.string())
+        else:
+            cols[name] = pa.array(col.to_numpy(dtype=object), pa.string())
+    for name in ("t", "mag", "mag_err"):
+        cols[name] = pa.array(frame[name].to_numpy(dtype=np.float64), pa.float64())
+    return pa.table(cols, schema=LIGHTCURVE_SCHEMA)
 
 
 def validate_file(
@@ -311,7 +358,7 @@ def validate_file(
     frame = read_table(path, cmap)
     res = clean_frame(frame, cfg)
     write_parquet_atomic(
-        pa.Table.from_pandas(res.frame, schema=LIGHTCURVE_SCHEMA, preserve_index=False),
+        frame_to_arrow(res.frame),
         out / "lightcurves.parquet",
         metadata={"lcpipe.validate": {"version": __version__, "config": asdict(cfg)}},
     )
