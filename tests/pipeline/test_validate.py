@@ -151,3 +151,22 @@ def test_real_crts_known_problems(crts_dir, tmp_path):
     assert s["rows_merged"] == {"same_epoch_conflict": 2135}
     assert s["objects_in"] == s["objects_out"] == 5757
     assert s["rows_out"] == 1_654_339 - 4 - 413 - 2135
+
+
+def test_atomic_write_leaves_no_partial_file_and_usual_mode(tmp_path):
+    import os
+
+    from pipeline.io import atomic_path
+
+    target = tmp_path / "out.bin"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert not target.exists() and not list(tmp_path.iterdir())
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"whole")
+    assert target.read_bytes() == b"whole"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (target.stat().st_mode & 0o777) == (0o666 & ~mask)
