@@ -87,16 +87,21 @@ def _count_series(t, m, start, end, dt_edges, ext, lut, lo, inv_w, ptr, sub, buf
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _count_batch(t, m, offsets, dt_edges, ext, lut, lo, inv_w, out):
+def _count_batch(t, m, offsets, dt_edges, ext, lut, lo, inv_w, n_blk, out):
     n = offsets.shape[0] - 1
     n_dt = dt_edges.shape[0] - 1
     n_dm = ext.shape[0] - 3
-    for s in numba.prange(n):
+    longest = 0
+    for s in range(n):
+        longest = max(longest, offsets[s + 1] - offsets[s])
+    # n_blk blocks (a few per thread), scratch allocated once per block, not per series
+    for blk in numba.prange(n_blk):
         ptr = np.empty(n_dt + 1, dtype=np.int64)
         sub = np.empty((_SUB, n_dm + 2, n_dt), dtype=np.int64)
-        buf = np.empty(offsets[s + 1] - offsets[s], dtype=np.int64)
-        _count_series(t, m, offsets[s], offsets[s + 1], dt_edges, ext, lut, lo, inv_w, ptr,
-                      sub, buf, out[s])
+        buf = np.empty(max(longest, 1), dtype=np.int64)
+        for s in range(blk, n, n_blk):
+            _count_series(t, m, offsets[s], offsets[s + 1], dt_edges, ext, lut, lo, inv_w, ptr,
+                          sub, buf, out[s])
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -147,7 +152,8 @@ def counts_numba(lcs, dm_edges: np.ndarray, dt_edges: np.ndarray) -> np.ndarray:
     out = np.zeros((len(lcs), len(dm_edges) - 1, len(dt_edges) - 1), dtype=np.int64)
     if len(lcs):
         ext, lut, lo, inv_w = _lookup(dm_edges)
-        _count_batch(lcs.t, lcs.mag, lcs.offsets, dt_edges, ext, lut, lo, inv_w, out)
+        n_blk = max(1, min(len(lcs), 8 * numba.get_num_threads()))
+        _count_batch(lcs.t, lcs.mag, lcs.offsets, dt_edges, ext, lut, lo, inv_w, n_blk, out)
     return out
 
 
