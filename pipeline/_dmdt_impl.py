@@ -36,6 +36,7 @@ __all__ = ["BACKENDS", "available_backends"]
 
 _SUB = 4  # interleaved sub-histograms: breaks store-to-load chains on repeated bins
 _SUB_MIN_PAIRS = 20_000  # below this, one histogram (zeroing 4 costs more than it saves)
+_BIAS = 1e-6  # in sub-grid cells: far above float64 rounding of (dm - lo) / width
 
 
 @numba.njit(cache=True, nogil=True)
@@ -70,10 +71,11 @@ def _count_series(t, m, start, end, dt_edges, ext, lut, lo, inv_w, ptr, sub, buf
         # pass 1 (branch-free): extended dm bin of every pair inside the dt range
         for j in range(j0, ptr[n_dt]):
             dm = m[j] - mi
-            c = min(max(int((dm - lo) * inv_w) + 1, 0), top)
+            # cell index biased low by _BIAS (never too high); the table gives the bin of
+            # the cell's left side; one compare moves up across the single edge that a
+            # span of < 2 cells (< the narrowest bin) can hold
+            c = min(max(int((dm - lo) * inv_w + (1.0 - _BIAS)), 0), top)
             b = lut[c]
-            # one step fixes the table (a sub-grid cell holds at most one edge)
-            b -= dm < ext[b]
             b += dm >= ext[b + 1]
             buf[j - j0] = b
         # pass 2: scatter into interleaved sub-histograms, dt bin by dt bin
@@ -128,8 +130,9 @@ def _lookup(dm_edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]
 
     ``ext`` = [-inf, e_0, ..., e_{n-1}, nextafter(e_n, +inf), +inf]: bin 0 and bin
     n+1 are under/overflow, and a value equal to e_n lands in the last real bin
-    (numpy's closed last bin). ``lut[c]`` is the extended bin of the left boundary
-    of sub-grid cell ``c - 1``; the kernel corrects it by exact comparisons.
+    (numpy's closed last bin). ``lut[c]`` is the extended bin of the left side of
+    sub-grid cell ``c - 1`` (``lut[0]`` underflow, ``lut[-1]`` overflow); the kernel
+    corrects it by one exact comparison with the next edge.
     """
     lo, hi = float(dm_edges[0]), float(dm_edges[-1])
     width = float(np.min(np.diff(dm_edges))) / 2.0
@@ -139,8 +142,8 @@ def _lookup(dm_edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]
                           f"({ncell} cells); use method='numpy'")
     width = (hi - lo) / ncell
     ext = np.concatenate([[-np.inf], dm_edges[:-1], [np.nextafter(hi, np.inf)], [np.inf]])
-    left = lo + width * np.arange(ncell)
-    inner = np.searchsorted(ext, left, side="right") - 1
+    left = lo + width * (np.arange(ncell) - 2 * _BIAS)  # a hair low: table never too high
+    inner = np.maximum(np.searchsorted(ext, left, side="right") - 1, 1)
     lut = np.concatenate([[0], inner, [len(ext) - 2]]).astype(np.int64)
     return ext, lut, lo, 1.0 / width
 

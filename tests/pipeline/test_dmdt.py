@@ -208,7 +208,7 @@ def test_read_dmdt_rejects_other_files(tmp_path, rng):
         read_dmdt(tmp_path / "x.parquet")
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(2, 40), st.integers(2, 30),
        st.sampled_from([0.01, 0.1, 1.0]))
 def test_random_edges_and_quantised_values_match_reference(seed, n_dm, n_dt, q):
