@@ -353,6 +353,10 @@ def iter_object_chunks(
                 tail_mask = (block["object_id"] == last).to_numpy()
                 # keep the last object back: it may continue in the next batch
                 first_tail = int(np.argmax(tail_mask)) if tail_mask.any() else len(block)
+                if first_tail == 0 and tail_mask.all():
+                    # one object longer than chunk_rows: keep reading until it ends
+                    pending, pending_rows = [block], len(block)
+                    continue
                 if tail_mask[first_tail:].all() and first_tail > 0:
                     head, tail = block.iloc[:first_tail], block.iloc[first_tail:]
                 else:

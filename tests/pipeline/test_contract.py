@@ -102,3 +102,12 @@ def test_object_chunks_reject_ungrouped(tmp_path, rng):
     df.to_parquet(tmp_path / "shuffled.parquet", row_group_size=20)
     with pytest.raises(InputError, match="not contiguous"):
         list(iter_object_chunks(tmp_path / "shuffled.parquet", chunk_rows=40))
+
+
+def test_object_longer_than_chunk_is_not_split(tmp_path, rng):
+    df = make_frame(rng, n_obj=4, n_min=150, n_max=200).sort_values("object_id", kind="stable")
+    df.to_parquet(tmp_path / "long.parquet", row_group_size=20)
+    chunks = list(iter_object_chunks(tmp_path / "long.parquet", chunk_rows=30))
+    assert sum(len(c) for c in chunks) == len(df)
+    ids = [set(c["object_id"]) for c in chunks]
+    assert sum(len(i) for i in ids) == 4
