@@ -1,0 +1,98 @@
+"""Shared CV helpers: folds, out-of-fold loop, metrics against scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.dummy import DummyClassifier
+from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, recall_score
+from sklearn.model_selection import StratifiedKFold
+from sklearn.neighbors import KNeighborsClassifier
+
+from models.evaluation import cross_validate_oof, format_report, metrics_report, stratified_folds
+
+
+def test_folds_are_the_standard_split(rng):
+    y = rng.choice(["a", "b", "c"], 103)
+    folds = stratified_folds(y)
+    ref = list(StratifiedKFold(5, shuffle=True, random_state=0).split(np.zeros(103), y))
+    assert len(folds) == 5
+    for (tr, te), (rtr, rte) in zip(folds, ref, strict=True):
+        np.testing.assert_array_equal(tr, rtr)
+        np.testing.assert_array_equal(te, rte)
+    np.testing.assert_array_equal(np.sort(np.concatenate([te for _, te in folds])),
+                                  np.arange(103))
+
+
+def test_oof_predictions_come_from_held_out_models(rng):
+    # 1-NN on duplicated points: in-sample it would be perfect; out of fold it
+    # must use the other copy, which carries the opposite label
+    X = rng.normal(size=(40, 2))
+    X = np.vstack([X, X])
+    y = np.r_[np.repeat(["a", "b"], 20), np.repeat(["b", "a"], 20)]
+    folds = [(np.arange(40, 80), np.arange(40)), (np.arange(40), np.arange(40, 80))]
+    res = cross_validate_oof(lambda: KNeighborsClassifier(1), X, y, folds, keep_estimators=True)
+    assert (res.y_pred != y).all()
+    np.testing.assert_array_equal(res.fold, np.r_[np.zeros(40), np.ones(40)])
+    np.testing.assert_allclose(res.proba.sum(axis=1), 1.0)
+    assert len(res.estimators) == 2 and len(res.fit_seconds) == 2
+
+
+def test_missing_class_in_a_fold_gets_zero_probability():
+    X = np.arange(10.0)[:, None]
+    y = np.array(["a"] * 4 + ["b"] * 4 + ["c"] * 2)
+    folds = [(np.arange(8), np.arange(8, 10)), (np.arange(2, 10), np.arange(2)),
+             (np.r_[0, 1, 8, 9], np.arange(2, 8))]
+    res = cross_validate_oof(lambda: DummyClassifier(strategy="prior"), X, y, folds)
+    np.testing.assert_array_equal(res.classes, ["a", "b", "c"])
+    assert (res.proba[8:, 2] == 0).all()  # 'c' absent from that fold's training part
+    np.testing.assert_allclose(res.proba.sum(axis=1), 1.0)
+
+
+def test_dataframe_and_dict_inputs_and_callback(rng):
+    X = pd.DataFrame(rng.normal(size=(30, 2)), columns=["u", "v"])
+    y = np.repeat(["a", "b", "c"], 10)
+    folds = stratified_folds(y, n_splits=3)
+    seen = []
+    cross_validate_oof(lambda: DummyClassifier(), X, y, folds,
+                       fold_callback=lambda i, est, Xt, yt: seen.append((i, type(Xt), len(yt))))
+    assert [s[0] for s in seen] == [0, 1, 2] and seen[0][1] is pd.DataFrame
+
+    class TwoInputs(DummyClassifier):
+        def fit(self, X, y):
+            assert set(X) == {"img", "n"} and len(X["img"]) == len(y)
+            return super().fit(X["n"], y)
+
+        def predict_proba(self, X):
+            return super().predict_proba(X["n"])
+
+    res = cross_validate_oof(lambda: TwoInputs(), {"img": np.zeros((30, 4, 4)), "n": X}, y, folds)
+    assert res.proba.shape == (30, 3)
+
+
+def test_bad_folds_rejected():
+    y = np.array(["a", "b"] * 5)
+    with pytest.raises(ValueError, match="overlap"):
+        cross_validate_oof(DummyClassifier, np.zeros((10, 1)), y,
+                           [(np.arange(5), np.arange(5)), (np.arange(5), np.arange(3, 10))])
+    with pytest.raises(ValueError, match="leave"):
+        cross_validate_oof(DummyClassifier, np.zeros((10, 1)), y, [(np.arange(5), np.arange(5))])
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_metrics_report_matches_sklearn(rng):
+    classes = ["x", "y", "z", "w"]
+    y_true = rng.choice(classes[:3], 200)
+    y_pred = np.where(rng.random(200) < 0.7, y_true, rng.choice(classes, 200))
+    r = metrics_report(y_true, y_pred, classes)
+    assert r["accuracy"] == pytest.approx(np.mean(y_true == y_pred))
+    assert r["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y_true, y_pred))
+    assert r["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, labels=classes,
+                                                   average="macro", zero_division=0))
+    rec = recall_score(y_true, y_pred, labels=classes, average=None, zero_division=0)
+    assert r["per_class_recall"] == pytest.approx(dict(zip(classes, rec, strict=True)))
+    assert r["confusion_matrix"] == confusion_matrix(y_true, y_pred, labels=classes).tolist()
+    assert r["support"]["w"] == 0 and r["n"] == 200
+    text = format_report(r, title="t")
+    assert "| x |" in text and "balanced accuracy" in text
