@@ -120,6 +120,17 @@ BINS_PRESETS: dict[str, DmDtBins] = {
     ),
 }
 
+_FINE_DM = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0,
+            5.0, 8.0)
+# lcpipe's finer grid for the CNN: dm edges +-(0, 0.05, ..., 8) mag (36 bins, 0.05 mag near 0),
+# dt edges 33 values log-spaced from 1/480 d (3 min) to 4000 d (0.2 dex per bin): 36 x 32
+BINS_PRESETS["lcpipe_fine"] = DmDtBins(
+    "lcpipe_fine",
+    dm_edges=tuple(float(v) for v in np.concatenate([-np.array(_FINE_DM[::-1]), [0.0],
+                                                     _FINE_DM])),
+    dt_edges=tuple(float(v) for v in np.geomspace(1 / 480, 4000, 33)),
+)
+
 
 def get_bins(spec: str | os.PathLike[str] | DmDtBins = "mahabal2017") -> DmDtBins:
     """Return bins from a preset name, a JSON file or a :class:`DmDtBins`.

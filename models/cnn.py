@@ -1,0 +1,695 @@
+"""Convolutional classifier of dm-dt images (Keras 3).
+
+:class:`DmDtCNN` is a scikit-learn style estimator (``fit`` / ``predict`` /
+``predict_proba``) over arrays of dm-dt images of shape
+``(n_objects, n_dm, n_dt, n_channels)``. The network is one of
+:data:`ARCHITECTURES`, built in ``fit``:
+
+``mahabal2017``
+    The network of Mahabal et al. (2017, arXiv:1709.06257) as in the authors'
+    group code: Conv2D 16 5x5 relu, MaxPool 2, Conv2D 64 5x5 relu, Flatten,
+    Dense softmax.
+``vgg6``
+    The braai (Duev et al. 2019) VGG-style network: 2 x Conv2D 16 3x3, MaxPool,
+    Dropout 0.25, 2 x Conv2D 32 3x3, MaxPool, Dropout 0.25, Dense 256,
+    Dropout 0.5, Dense softmax.
+``dmdtnet``
+    Ours: the same VGG layout with 'same' padding (edge bins of the dm-dt grid
+    are convolved as often as the centre), batch normalisation and global
+    average pooling over dm instead of flattening, so that a class pattern at
+    a given dt is recognised wherever it sits in dm.
+
+Keras and its backend are imported lazily, on first use, so ``import
+models.cnn`` is cheap. The model code uses only ``keras`` and
+``keras.ops`` and runs on the TensorFlow (default) and JAX backends; the one
+backend-specific piece is :func:`_input_gradient`, used for saliency maps,
+which needs automatic differentiation (``tf.GradientTape`` under TensorFlow,
+``jax.grad`` under JAX).
+
+CPU threads: unless the environment already sets them, the TensorFlow
+thread pools are set to ``LCPIPE_CNN_THREADS`` (default: all cores) for
+intra-op work and 1 for inter-op work before TensorFlow is first imported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from pipeline.errors import ConfigError, InputError
+
+__all__ = [
+    "ARCHITECTURES",
+    "DmDtCNN",
+    "available_architectures",
+    "build_network",
+    "load_cnn",
+    "keras_backend",
+]
+
+_MODEL_FILE = "model.keras"
+_META_FILE = "model.json"
+_FORMAT = "lcpipe-cnn/1"
+
+
+# --------------------------------------------------------------------------- keras
+
+
+def _keras() -> Any:
+    """Import Keras after setting CPU thread counts (first call only)."""
+    if "keras" not in globals():
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        threads = os.environ.get("LCPIPE_CNN_THREADS", str(os.cpu_count() or 1))
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", threads)
+        os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+        import keras
+
+        globals()["keras"] = keras
+    return globals()["keras"]
+
+
+def keras_backend() -> str:
+    """Name of the Keras backend in use (``KERAS_BACKEND``, default 'tensorflow')."""
+    return _keras().backend.backend()
+
+
+# --------------------------------------------------------------------------- networks
+
+
+def _head(keras: Any, x: Any, n_classes: int) -> Any:
+    """Class scores ('logits', used by saliency) followed by the softmax output."""
+    logits = keras.layers.Dense(n_classes, name="logits")(x)
+    return keras.layers.Activation("softmax", name="softmax")(logits)
+
+
+def _mahabal2017(keras: Any, input_shape: tuple[int, ...], n_classes: int) -> Any:
+    L = keras.layers
+    inp = keras.Input(shape=input_shape, name="dmdt")
+    x = L.Conv2D(16, 5, activation="relu", name="conv1")(inp)
+    x = L.MaxPooling2D(2, name="pool1")(x)
+    x = L.Conv2D(64, 5, activation="relu", name="conv2")(x)
+    x = L.Flatten(name="flatten")(x)
+    return keras.Model(inp, _head(keras, x, n_classes), name="mahabal2017")
+
+
+def _vgg6(keras: Any, input_shape: tuple[int, ...], n_classes: int) -> Any:
+    L = keras.layers
+    inp = keras.Input(shape=input_shape, name="dmdt")
+    x = L.Conv2D(16, 3, activation="relu", name="conv1")(inp)
+    x = L.Conv2D(16, 3, activation="relu", name="conv2")(x)
+    x = L.MaxPooling2D(2, name="pool1")(x)
+    x = L.Dropout(0.25, name="drop1")(x)
+    x = L.Conv2D(32, 3, activation="relu", name="conv3")(x)
+    x = L.Conv2D(32, 3, activation="relu", name="conv4")(x)
+    x = L.MaxPooling2D(2, name="pool2")(x)
+    x = L.Dropout(0.25, name="drop2")(x)
+    x = L.Flatten(name="flatten")(x)
+    x = L.Dense(256, activation="relu", name="fc1")(x)
+    x = L.Dropout(0.5, name="drop3")(x)
+    return keras.Model(inp, _head(keras, x, n_classes), name="vgg6")
+
+
+def _dmdtnet(keras: Any, input_shape: tuple[int, ...], n_classes: int) -> Any:
+    L = keras.layers
+    inp = keras.Input(shape=input_shape, name="dmdt")
+    x = inp
+    for i, filters in enumerate((16, 32, 64), start=1):
+        x = L.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = L.BatchNormalization(name=f"bn{i}")(x)
+        x = L.Activation("relu", name=f"relu{i}")(x)
+        x = L.MaxPooling2D(2, name=f"pool{i}")(x)
+        x = L.Dropout(0.1 * i, name=f"drop{i}")(x)
+    x = L.Flatten(name="flatten")(x)
+    x = L.Dense(128, activation="relu", name="fc1")(x)
+    x = L.Dropout(0.4, name="drop_fc")(x)
+    return keras.Model(inp, _head(keras, x, n_classes), name="dmdtnet")
+
+
+#: architecture name -> builder(keras, input_shape, n_classes) -> keras.Model
+ARCHITECTURES: dict[str, Callable[..., Any]] = {
+    "mahabal2017": _mahabal2017,
+    "vgg6": _vgg6,
+    "dmdtnet": _dmdtnet,
+}
+
+
+def available_architectures() -> list[str]:
+    """Names accepted by ``DmDtCNN(arch=...)``."""
+    return list(ARCHITECTURES)
+
+
+def build_network(arch: str, input_shape: Sequence[int], n_classes: int) -> Any:
+    """Build (uncompiled) Keras model ``arch`` for images of ``input_shape``.
+
+    Parameters
+    ----------
+    arch : {'mahabal2017', 'vgg6', 'dmdtnet'}
+        Architecture name.
+    input_shape : tuple of int
+        ``(n_dm, n_dt, n_channels)``.
+    n_classes : int
+        Number of output classes.
+
+    Returns
+    -------
+    keras.Model
+        Functional model whose last two layers are ``logits`` (Dense, linear)
+        and ``softmax``.
+
+    Raises
+    ------
+    ConfigError
+        Unknown architecture, or images too small for it.
+    """
+    if arch not in ARCHITECTURES:
+        raise ConfigError(f"unknown CNN architecture {arch!r}; "
+                          f"choose from {', '.join(ARCHITECTURES)}")
+    keras = _keras()
+    try:
+        return ARCHITECTURES[arch](keras, tuple(int(s) for s in input_shape), int(n_classes))
+    except ValueError as exc:  # e.g. negative spatial size after 'valid' convolutions
+        raise ConfigError(f"architecture {arch!r} cannot take images of shape "
+                          f"{tuple(input_shape)}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- gradients
+
+
+def _input_gradient(score_model: Any, x: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """d score[i, target[i]] / d x[i] for a batch, with the backend's autodiff.
+
+    This is the only backend-specific code of the module: ``keras.ops`` has
+    no gradient operator, so the derivative is taken with
+    ``tf.GradientTape`` (TensorFlow) or ``jax.grad`` over the model's
+    ``stateless_call`` (JAX). Since each image only affects its own score,
+    the gradient of the summed target scores gives every image's own
+    gradient in one pass.
+    """
+    backend = keras_backend()
+    onehot = np.eye(score_model.output_shape[-1], dtype=np.float32)[target]
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        xt = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            scores = score_model(xt, training=False)
+            total = tf.reduce_sum(scores * onehot)
+        return np.asarray(tape.gradient(total, xt))
+    if backend == "jax":
+        import jax
+
+        tv = [v.value for v in score_model.trainable_variables]
+        ntv = [v.value for v in score_model.non_trainable_variables]
+
+        def total(xj):
+            scores, _ = score_model.stateless_call(tv, ntv, xj, training=False)
+            return (scores * onehot).sum()
+
+        return np.asarray(jax.grad(total)(x))
+    raise ConfigError(f"saliency maps need the tensorflow or jax Keras backend, not {backend!r}")
+
+
+# --------------------------------------------------------------------------- estimator
+
+
+def _check_images(X: Any, what: str = "X") -> np.ndarray:
+    """Images as C-contiguous float32 (n, n_dm, n_dt, n_channels); 3-D gets one channel."""
+    X = np.asarray(X)
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"{what} must be numeric, got dtype {X.dtype}")
+    if X.ndim == 3:
+        X = X[..., np.newaxis]
+    if X.ndim != 4:
+        raise ValueError(f"{what} must be dm-dt images of shape (n_objects, n_dm, n_dt[, "
+                         f"n_channels]), got an array of shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{what} has no images")
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    if not np.all(np.isfinite(X)):
+        raise ValueError(f"{what} contains NaN or infinite values")
+    return X
+
+
+def _validation_split(y: np.ndarray, fraction: float, rng: np.random.Generator
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified train/validation indices; a class keeps at least one training image."""
+    train, val = [], []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        n_val = min(int(np.floor(fraction * len(idx) + 0.5)), len(idx) - 1)
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def _class_weights(y: np.ndarray, n_classes: int, cap: float | None) -> np.ndarray:
+    """'balanced' weights n / (k n_c), capped at ``cap`` (classes absent: weight 0)."""
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    w = np.zeros(n_classes)
+    w[present] = counts.sum() / (present.sum() * counts[present])
+    if cap is not None:
+        w = np.minimum(w, cap)
+    return w
+
+
+def _data_hash(X: np.ndarray, y: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update(str(X.shape).encode())
+    h.update(np.ascontiguousarray(X, dtype=np.float32).tobytes())
+    h.update("\x00".join(map(str, y)).encode())
+    return h.hexdigest()
+
+
+class DmDtCNN(ClassifierMixin, BaseEstimator):
+    """CNN classifier of dm-dt images (scikit-learn API, Keras 3 inside).
+
+    Parameters
+    ----------
+    arch : {'mahabal2017', 'vgg6', 'dmdtnet'}, default='vgg6'
+        Network architecture (see :data:`ARCHITECTURES`).
+    epochs : int, default=30
+        Maximum number of epochs; training stops earlier when the validation
+        loss has not improved for ``patience`` epochs, and the weights of the
+        best epoch are restored.
+    batch_size : int, default=64
+        Training batch size.
+    learning_rate : float, default=1e-3
+        Initial Adam learning rate.
+    validation_fraction : float, default=0.15
+        Fraction of each class held out (stratified) to monitor the loss for
+        early stopping and learning-rate reduction. 0 disables both.
+    patience : int, default=6
+        Early-stopping patience [epochs].
+    lr_patience : int, default=3
+        Epochs without improvement before the learning rate is multiplied by
+        ``lr_factor``.
+    lr_factor : float, default=0.5
+        Learning-rate reduction factor on plateau.
+    class_weight : {'balanced', None}, default='balanced'
+        Weight classes by ``n / (n_classes * n_c)`` in the loss (training and
+        validation), capped at ``max_class_weight``.
+    max_class_weight : float or None, default=10.0
+        Cap of the balanced weights: uncapped, a 3-object class gets weight
+        ~100 and a 16-class network collapses onto the rare classes.
+    inference_batch_size : int, default=4096
+        Images per batch in ``predict_proba`` and ``saliency``.
+    random_state : int, default=0
+        Seed of the validation split, the weight initialisation, dropout and
+        shuffling (``keras.utils.set_random_seed``).
+    verbose : int, default=0
+        Keras ``fit`` verbosity.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Sorted class labels.
+    model_ : keras.Model
+        The trained network (softmax output).
+    input_shape_ : tuple of int
+        ``(n_dm, n_dt, n_channels)`` of the training images.
+    input_meta_ : dict
+        Description of the images the model was trained on (preset, bins
+        and edges, normalisation, bands, channels); see ``fit``.
+    history_ : pandas.DataFrame
+        Training curves: one row per epoch with ``epoch``, ``loss``,
+        ``accuracy``, ``val_loss``, ``val_accuracy``, ``learning_rate``.
+    best_epoch_ : int
+        Epoch (1-based) whose weights were kept.
+    class_weight_ : dict
+        Class index -> loss weight used.
+    training_hash_ : str
+        SHA-256 of the training images and labels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.random((40, 22, 23, 1)).astype("float32")
+    >>> X[:20, 5, 5, 0] += 3.0
+    >>> y = np.repeat(["a", "b"], 20)
+    >>> clf = DmDtCNN(arch="mahabal2017", epochs=2).fit(X, y)  # doctest: +SKIP
+    >>> clf.predict_proba(X).shape  # doctest: +SKIP
+    (40, 2)
+    """
+
+    def __init__(
+        self,
+        arch: str = "vgg6",
+        epochs: int = 30,
+        batch_size: int = 64,
+        learning_rate: float = 1e-3,
+        validation_fraction: float = 0.15,
+        patience: int = 6,
+        lr_patience: int = 3,
+        lr_factor: float = 0.5,
+        class_weight: str | None = "balanced",
+        max_class_weight: float | None = 10.0,
+        inference_batch_size: int = 4096,
+        random_state: int = 0,
+        verbose: int = 0,
+    ) -> None:
+        self.arch = arch
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.lr_patience = lr_patience
+        self.lr_factor = lr_factor
+        self.class_weight = class_weight
+        self.max_class_weight = max_class_weight
+        self.inference_batch_size = inference_batch_size
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ----------------------------------------------------------------- fit
+
+    def _check_params(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ConfigError(f"unknown CNN architecture {self.arch!r}; "
+                              f"choose from {', '.join(ARCHITECTURES)}")
+        if self.class_weight not in ("balanced", None):
+            raise ConfigError(f"class_weight must be 'balanced' or None, "
+                              f"not {self.class_weight!r}")
+        if not 0.0 <= float(self.validation_fraction) < 1.0:
+            raise ConfigError("validation_fraction must be in [0, 1)")
+        for name in ("epochs", "batch_size", "inference_batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be >= 1")
+
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        aug_X: Any = None,
+        aug_origin: Any = None,
+        input_meta: dict[str, Any] | None = None,
+    ) -> DmDtCNN:
+        """Train the network.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_objects, n_dm, n_dt[, n_channels])
+            dm-dt images (a 3-D array is taken as one channel).
+        y : array-like of shape (n_objects,)
+            Class labels.
+        aug_X : array-like of shape (n_aug, n_dm, n_dt[, n_channels]), optional
+            Augmented images (e.g. from random subsets of the light-curve
+            points, :func:`models.representations.augmented_counts`).
+        aug_origin : array-like of int, shape (n_aug,), optional
+            Row of ``X`` each augmented image was made from; it inherits that
+            row's label, and is used for training only if its origin is in
+            the training part of the validation split (the validation set
+            holds original images only).
+        input_meta : dict, optional
+            What the images are (preset, bins, edges, normalisation, bands);
+            saved with the model and checked by :meth:`check_input_meta`.
+
+        Returns
+        -------
+        self
+        """
+        import pandas as pd
+
+        self._check_params()
+        X = _check_images(X)
+        y = np.asarray(y)
+        if y.ndim != 1 or len(y) != len(X):
+            raise ValueError(f"y must have shape ({len(X)},), got {y.shape}")
+        classes, y_idx = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError("need at least two classes to train a classifier")
+        if (aug_X is None) != (aug_origin is None):
+            raise ValueError("give aug_X and aug_origin together")
+        if aug_X is not None:
+            aug_X = _check_images(aug_X, "aug_X")
+            aug_origin = np.asarray(aug_origin, dtype=np.int64)
+            if aug_X.shape[1:] != X.shape[1:] or aug_origin.shape != (len(aug_X),):
+                raise ValueError("aug_X must have the image shape of X and aug_origin one "
+                                 "index per augmented image")
+            if len(aug_origin) and (aug_origin.min() < 0 or aug_origin.max() >= len(X)):
+                raise ValueError("aug_origin indices out of range")
+
+        keras = _keras()
+        seed = int(self.random_state)
+        keras.utils.set_random_seed(seed)
+        rng = np.random.default_rng(seed)
+        n_classes = len(classes)
+
+        if self.validation_fraction > 0:
+            tr, va = _validation_split(y_idx, float(self.validation_fraction), rng)
+        else:
+            tr, va = np.arange(len(X)), np.array([], dtype=np.int64)
+        X_tr, y_tr = X[tr], y_idx[tr]
+        if aug_X is not None and len(aug_X):
+            keep = np.isin(aug_origin, tr)
+            X_tr = np.concatenate([X_tr, aug_X[keep]])
+            y_tr = np.concatenate([y_tr, y_idx[aug_origin[keep]]])
+        # shuffle once with the seed; keras shuffles per epoch (seeded above)
+        order = rng.permutation(len(X_tr))
+        X_tr, y_tr = X_tr[order], y_tr[order]
+
+        if self.class_weight == "balanced":
+            w = _class_weights(y_tr, n_classes, self.max_class_weight)
+        else:
+            w = np.ones(n_classes)
+        sw_tr = w[y_tr].astype(np.float32)
+
+        model = build_network(self.arch, X.shape[1:], n_classes)
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=float(self.learning_rate)),
+            loss="sparse_categorical_crossentropy",
+            weighted_metrics=["accuracy"],
+        )
+        callbacks: list[Any] = []
+        fit_kw: dict[str, Any] = {}
+        if len(va):
+            sw_va = w[y_idx[va]].astype(np.float32)
+            fit_kw["validation_data"] = (X[va], y_idx[va], sw_va)
+            callbacks += [
+                keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(self.patience),
+                                              restore_best_weights=True),
+                keras.callbacks.ReduceLROnPlateau(monitor="val_loss",
+                                                  factor=float(self.lr_factor),
+                                                  patience=int(self.lr_patience),
+                                                  min_lr=1e-5),
+            ]
+        hist = model.fit(
+            X_tr, y_tr, sample_weight=sw_tr, batch_size=int(self.batch_size),
+            epochs=int(self.epochs), shuffle=True, callbacks=callbacks,
+            verbose=int(self.verbose), **fit_kw,
+        )
+        h = {k: np.asarray(v, dtype=np.float64) for k, v in hist.history.items()}
+        n_ep = len(next(iter(h.values())))
+        frame = pd.DataFrame({"epoch": np.arange(1, n_ep + 1)})
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
+            frame[key] = h.get(key, np.full(n_ep, np.nan))
+        self.history_ = frame
+        self.best_epoch_ = (int(np.nanargmin(frame["val_loss"])) + 1 if len(va) else n_ep)
+
+        self.classes_ = classes
+        self.model_ = model
+        self.input_shape_ = tuple(int(s) for s in X.shape[1:])
+        self.input_meta_ = dict(input_meta or {})
+        self.class_weight_ = {int(i): float(w[i]) for i in range(n_classes)}
+        self.n_train_ = int(len(tr))
+        self.n_augmented_ = int(len(X_tr) - len(tr))
+        self.training_hash_ = _data_hash(X, y)
+        return self
+
+    # ----------------------------------------------------------------- predict
+
+    def _check_predict_X(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        X = _check_images(X)
+        if X.shape[1:] != self.input_shape_:
+            raise InputError("<images>", f"dm-dt images of shape {X.shape[1:]} given to a model "
+                             f"trained on shape {self.input_shape_} (different bins, bands or "
+                             f"representation?)")
+        return X
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, shape (n_objects, n_classes), columns in ``classes_`` order.
+
+        Inference runs in batches of ``inference_batch_size`` images.
+        """
+        X = self._check_predict_X(X)
+        out = self.model_.predict(X, batch_size=int(self.inference_batch_size), verbose=0)
+        return np.asarray(out, dtype=np.float64)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Most probable class of each image, shape (n_objects,)."""
+        check_is_fitted(self, "model_")
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def saliency(self, X: Any, target: Any = None) -> np.ndarray:
+        """Saliency maps: |d(class score) / d(image)| (Simonyan et al. 2014).
+
+        The class score is the network's pre-softmax output (layer
+        ``logits``) for the target class.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_objects, n_dm, n_dt[, n_channels])
+            Images.
+        target : array-like of shape (n_objects,), optional
+            Class label (one of ``classes_``) whose score is differentiated for
+            each image; default the predicted class.
+
+        Returns
+        -------
+        ndarray of shape (n_objects, n_dm, n_dt, n_channels)
+            Absolute gradient, in score units per unit of the input image.
+        """
+        X = self._check_predict_X(X)
+        if target is None:
+            t_idx = np.argmax(self.predict_proba(X), axis=1)
+        else:
+            target = np.asarray(target)
+            if target.shape != (len(X),):
+                raise ValueError(f"target must have shape ({len(X)},)")
+            t_idx = np.searchsorted(self.classes_, target)
+            bad = (t_idx >= len(self.classes_)) | (
+                self.classes_[np.minimum(t_idx, len(self.classes_) - 1)] != target)
+            if bad.any():
+                raise ValueError(f"unknown target class {target[bad][0]!r}")
+        keras = _keras()
+        score_model = keras.Model(self.model_.inputs, self.model_.get_layer("logits").output)
+        out = np.empty_like(X)
+        bs = int(self.inference_batch_size)
+        for a in range(0, len(X), bs):
+            out[a:a + bs] = _input_gradient(score_model, X[a:a + bs], t_idx[a:a + bs])
+        return np.abs(out)
+
+    # ----------------------------------------------------------------- metadata
+
+    def check_input_meta(self, meta: dict[str, Any], source: object = "<images>") -> None:
+        """Raise :class:`InputError` unless ``meta`` describes images like the training ones.
+
+        Compared: preset name, normalisation, band order, channels, and the dm
+        and dt edges (to 1e-9 relative). Keys absent on either side are not
+        compared.
+        """
+        check_is_fitted(self, "model_")
+        mine = self.input_meta_
+        for key in ("preset", "norm", "bands", "channels"):
+            if key in mine and key in meta and list(np.atleast_1d(mine[key])) != list(
+                    np.atleast_1d(meta[key])):
+                raise InputError(source, f"dm-dt images have {key} {meta[key]!r} but the model "
+                                 f"was trained on {key} {mine[key]!r}; recompute them with the "
+                                 f"model's settings")
+        for key in ("dm_edges", "dt_edges"):
+            if key in mine and key in meta:
+                a, b = np.asarray(mine[key], float), np.asarray(meta[key], float)
+                if a.shape != b.shape or not np.allclose(a, b, rtol=1e-9, atol=0):
+                    raise InputError(source, f"dm-dt images use other {key.replace('_', ' ')} "
+                                     f"({len(b) - 1} bins) than the model was trained on "
+                                     f"({len(a) - 1} bins, preset "
+                                     f"{mine.get('bins', mine.get('preset', '?'))!r})")
+
+    # ----------------------------------------------------------------- persistence
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``model.keras`` and ``model.json`` (metadata) into ``directory``.
+
+        Both files are written atomically. The JSON holds the format tag,
+        classes, constructor parameters, input shape and ``input_meta_``,
+        lcpipe and Keras versions, backend, and the training-data hash.
+
+        Returns
+        -------
+        Path
+            The directory.
+        """
+        from pipeline._version import __version__
+        from pipeline.io import write_json_atomic
+
+        check_is_fitted(self, "model_")
+        keras = _keras()
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        tmpdir = Path(tempfile.mkdtemp(prefix=".model.", dir=d))
+        try:
+            tmp = tmpdir / _MODEL_FILE
+            self.model_.save(tmp)
+            os.replace(tmp, d / _MODEL_FILE)
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        meta = {
+            "format": _FORMAT,
+            "classes": [str(c) for c in self.classes_],
+            "params": self.get_params(),
+            "input_shape": list(self.input_shape_),
+            "input_meta": self.input_meta_,
+            "class_weight": self.class_weight_,
+            "best_epoch": self.best_epoch_,
+            "n_train": self.n_train_,
+            "n_augmented": self.n_augmented_,
+            "training_hash": self.training_hash_,
+            "lcpipe_version": __version__,
+            "keras_version": keras.__version__,
+            "backend": keras_backend(),
+        }
+        write_json_atomic(meta, d / _META_FILE)
+        return d
+
+
+def load_cnn(directory: str | os.PathLike[str]) -> DmDtCNN:
+    """Load a model saved by :meth:`DmDtCNN.save` (Keras ``safe_mode=True``).
+
+    Parameters
+    ----------
+    directory : path-like
+        Folder with ``model.keras`` and ``model.json``.
+
+    Returns
+    -------
+    DmDtCNN
+        Fitted estimator (without ``history_``).
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable files, or not an lcpipe CNN model.
+    """
+    d = Path(directory)
+    meta_path, model_path = d / _META_FILE, d / _MODEL_FILE
+    for p in (meta_path, model_path):
+        if not p.is_file():
+            raise InputError(d, f"not an lcpipe CNN model folder: {p.name} missing")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(meta_path, f"cannot read model metadata: {exc}") from exc
+    if meta.get("format") != _FORMAT:
+        raise InputError(meta_path, f"unknown model format {meta.get('format')!r} "
+                         f"(expected {_FORMAT!r})")
+    keras = _keras()
+    try:
+        model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
+    except Exception as exc:  # keras raises many types for corrupt archives
+        raise InputError(model_path, f"cannot load Keras model: {exc}") from exc
+    est = DmDtCNN(**meta["params"])
+    est.classes_ = np.asarray(meta["classes"])
+    est.model_ = model
+    est.input_shape_ = tuple(meta["input_shape"])
+    est.input_meta_ = meta.get("input_meta", {})
+    est.class_weight_ = {int(k): v for k, v in meta.get("class_weight", {}).items()}
+    est.best_epoch_ = meta.get("best_epoch")
+    est.n_train_ = meta.get("n_train")
+    est.n_augmented_ = meta.get("n_augmented")
+    est.training_hash_ = meta.get("training_hash")
+    return est

@@ -1,0 +1,333 @@
+"""CNN on dm-dt images: representations, augmentation, estimator, saliency, persistence, CLI.
+
+Tiny seeded data, a few epochs each, TensorFlow backend on CPU; no GPU needed.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from sklearn.exceptions import NotFittedError
+
+pytest.importorskip("keras")
+
+from models.cnn import ARCHITECTURES, DmDtCNN, _class_weights, _validation_split, load_cnn
+from models.representations import (
+    FINE_BINS,
+    REPRESENTATIONS,
+    images_to_inputs,
+    lightcurves_to_inputs,
+    log_count,
+    p_dm_given_dt,
+    subsample_lightcurves,
+)
+from pipeline.dmdt import BINS_PRESETS, compute_dmdt
+from pipeline.errors import InputError
+from pipeline.io import write_parquet_atomic
+from pipeline.lightcurves import LightCurves
+
+
+def _frame(rng: np.random.Generator, n_obj: int = 40, classes=("const", "var")) -> pd.DataFrame:
+    """Light curves: 'var' = 1 mag sinusoid (P = 0.37 d), 'const' = 0.02 mag noise."""
+    rows = []
+    for k in range(n_obj):
+        c = classes[k % len(classes)]
+        n = int(rng.integers(40, 80))
+        nights = np.sort(rng.choice(1500, size=n // 4 + 1, replace=False)).astype(float)
+        t = 55000 + (nights[:, None] + np.arange(4) * 0.007).ravel()[:n]
+        amp = 1.0 if c == "var" else 0.0
+        mag = 15 + amp * np.sin(2 * np.pi * t / 0.37) + rng.normal(0, 0.02, len(t))
+        rows.append(pd.DataFrame({"object_id": f"o{k:03d}", "band": "V", "t": t, "mag": mag,
+                                  "mag_err": 0.02, "label": c}))
+    return pd.concat(rows, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def lcs_and_labels():
+    frame = _frame(np.random.default_rng(7))
+    labels = frame.groupby("object_id")["label"].first()
+    return LightCurves.from_frame(frame.drop(columns="label")), labels
+
+
+def _separable(rng: np.random.Generator, n: int = 96, shape=(22, 24, 1)):
+    """Noise images; class 'b' has a bright 3x3 patch around (10, 12)."""
+    X = rng.random((n, *shape)).astype(np.float32) * 0.3
+    y = np.repeat(np.array(["a", "b"]), n // 2)
+    X[y == "b", 9:12, 11:14, :] += 1.5
+    perm = rng.permutation(n)
+    return X[perm], y[perm]
+
+
+# --------------------------------------------------------------------------- representations
+
+
+def test_fine_bins_match_lead_preset_when_registered():
+    if "lcpipe_fine" not in BINS_PRESETS:
+        pytest.skip("pipeline.dmdt has no 'lcpipe_fine' preset yet")
+    assert BINS_PRESETS["lcpipe_fine"].dm_edges == pytest.approx(FINE_BINS.dm_edges)
+    assert BINS_PRESETS["lcpipe_fine"].dt_edges == pytest.approx(FINE_BINS.dt_edges)
+
+
+def test_fine_representation_against_histogram2d(lcs_and_labels):
+    lcs, _ = lcs_and_labels
+    _, X, meta = lightcurves_to_inputs(lcs, "fine")
+    assert X.shape == (len(lcs), 36, 32, 2) and meta["channels"] == ["V:p_dm_given_dt",
+                                                                      "V:log_count"]
+    for s in (0, 1, 5):
+        _, _, t, m, _ = lcs.series(s)
+        i, j = np.triu_indices(len(t), k=1)
+        h, _, _ = np.histogram2d(m[j] - m[i], t[j] - t[i],
+                                 bins=[FINE_BINS.dm_edges, FINE_BINS.dt_edges])
+        col = h.sum(axis=0)
+        expect = np.where(col > 0, h / np.where(col > 0, col, 1), 0.0)
+        np.testing.assert_allclose(X[s, :, :, 0], expect, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(X[s, :, :, 1], np.log10(1 + h) / 5, rtol=1e-6)
+
+
+def test_paper_representation_equals_dmdt_paper_norm(lcs_and_labels):
+    lcs, _ = lcs_and_labels
+    from_counts, _ = images_to_inputs(compute_dmdt(lcs, "mahabal2017", norm="counts"), "paper")
+    from_paper, _ = images_to_inputs(compute_dmdt(lcs, "mahabal2017", norm="paper"), "paper")
+    np.testing.assert_array_equal(from_counts, from_paper)
+    assert from_paper.max() <= 255 and from_paper.max() > 1
+    np.testing.assert_array_equal(from_paper, np.round(from_paper))
+
+
+def test_channel_functions(rng):
+    c = rng.integers(0, 50, size=(3, 5, 4, 2))
+    c[0, :, 1, 0] = 0
+    p = p_dm_given_dt(c)
+    sums = p.sum(axis=1)
+    np.testing.assert_allclose(np.delete(sums[0, :, 0], 1), 1.0, rtol=1e-6)
+    assert sums[0, 1, 0] == 0
+    np.testing.assert_allclose(log_count(c), np.log10(1 + c) / 5, rtol=1e-6)
+
+
+def test_wrong_grid_or_norm_is_a_clear_error(lcs_and_labels):
+    lcs, _ = lcs_and_labels
+    with pytest.raises(InputError, match="needs grid 'lcpipe_fine'.*--norm counts"):
+        images_to_inputs(compute_dmdt(lcs, "mahabal2017", norm="counts"), "fine")
+    with pytest.raises(InputError, match="normalised 'probability'"):
+        images_to_inputs(compute_dmdt(lcs, "mahabal2017", norm="probability"), "paper")
+
+
+def test_subsample_lightcurves_are_subsets(lcs_and_labels):
+    lcs, _ = lcs_and_labels
+    copies, origin = subsample_lightcurves(lcs, 3, fraction=(0.3, 0.6), min_points=10, seed=1)
+    assert len(copies) == 3 * len(lcs)
+    np.testing.assert_array_equal(origin, np.repeat(np.arange(len(lcs)), 3))
+    for s in range(len(copies)):
+        oid, _, t, m, _ = copies.series(s)
+        src_id, _, ts, ms, _ = lcs.series(int(origin[s]))
+        assert oid.startswith(src_id + "#aug")
+        pos = np.searchsorted(ts, t)
+        np.testing.assert_array_equal(ts[pos], t)
+        np.testing.assert_array_equal(ms[pos], m)
+        assert 10 <= len(t) < len(ts)
+    again, _ = subsample_lightcurves(lcs, 3, fraction=(0.3, 0.6), min_points=10, seed=1)
+    np.testing.assert_array_equal(again.t, copies.t)
+    # the mean kept fraction sits inside the requested range
+    frac = copies.n_points / np.repeat(lcs.n_points, 3)
+    assert 0.3 < frac.mean() < 0.6
+
+
+# --------------------------------------------------------------------------- estimator pieces
+
+
+def test_class_weights_balanced_and_capped():
+    y = np.array([0] * 300 + [1] * 30 + [2] * 3)
+    w = _class_weights(y, 3, cap=None)
+    np.testing.assert_allclose(w, [333 / 900, 333 / 90, 333 / 9])
+    np.testing.assert_allclose(_class_weights(y, 3, cap=10.0), [333 / 900, 333 / 90, 10.0])
+
+
+def test_validation_split_stratified(rng):
+    y = np.array([0] * 100 + [1] * 20 + [2] * 1)
+    tr, va = _validation_split(y, 0.2, rng)
+    assert np.intersect1d(tr, va).size == 0 and len(tr) + len(va) == len(y)
+    assert [int(np.sum(y[va] == c)) for c in range(3)] == [20, 4, 0]
+
+
+def test_not_fitted_and_bad_input():
+    clf = DmDtCNN()
+    with pytest.raises(NotFittedError):
+        clf.predict(np.zeros((2, 22, 24, 1)))
+    with pytest.raises(ValueError, match="dm-dt images of shape"):
+        clf.fit(np.zeros((4, 10)), ["a", "b", "a", "b"])
+    with pytest.raises(ValueError, match="NaN"):
+        clf.fit(np.full((4, 22, 24, 1), np.nan), ["a", "b", "a", "b"])
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_separable_two_class_is_learnt(arch):
+    X, y = _separable(np.random.default_rng(0))
+    X_test, y_test = _separable(np.random.default_rng(1), n=100)
+    clf = DmDtCNN(arch=arch, epochs=6, batch_size=16, learning_rate=3e-3, patience=6,
+                  random_state=0).fit(X, y)
+    assert np.mean(clf.predict(X_test) == y_test) > 0.95
+    assert list(clf.classes_) == ["a", "b"]
+    h = clf.history_
+    assert list(h.columns) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy",
+                               "learning_rate"]
+    assert h["loss"].iloc[-1] < h["loss"].iloc[0]
+
+
+@pytest.fixture(scope="module")
+def planted_model():
+    """mahabal2017 trained where only pixel (12, 15) tells the classes apart."""
+    rng = np.random.default_rng(3)
+    n = 128
+    X = rng.random((n, 22, 24, 1)).astype(np.float32) * 0.5
+    y = np.repeat(np.array(["a", "b"]), n // 2)
+    X[y == "b", 12, 15, 0] += 1.0
+    clf = DmDtCNN(arch="mahabal2017", epochs=10, batch_size=16, learning_rate=3e-3,
+                  patience=10, random_state=0).fit(X, y, input_meta={"preset": "test",
+                                                                     "norm": "raw"})
+    return clf, X, y
+
+
+def test_saliency_peaks_on_planted_pixel(planted_model):
+    clf, X, y = planted_model
+    assert np.mean(clf.predict(X) == y) > 0.95
+    sal = clf.saliency(X[:40])
+    assert sal.shape == (40, 22, 24, 1) and np.all(sal >= 0)
+    mean = sal.mean(axis=0)[..., 0]
+    assert np.unravel_index(np.argmax(mean), mean.shape) == (12, 15)
+
+
+def test_input_gradient_of_linear_scores_is_the_weights(rng):
+    """Independent check of the autodiff helper: for scores = W x + b, d score_k / dx = W[:, k]."""
+    import keras
+
+    from models.cnn import _input_gradient
+
+    inp = keras.Input((4, 5, 2))
+    score = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(inp)))
+    W = rng.normal(size=(40, 3)).astype(np.float32)
+    score.layers[-1].set_weights([W, rng.normal(size=3).astype(np.float32)])
+    x = rng.random((6, 4, 5, 2)).astype(np.float32)
+    target = np.array([0, 1, 2, 2, 1, 0])
+    g = _input_gradient(score, x, target)
+    np.testing.assert_allclose(g, W[:, target].T.reshape(6, 4, 5, 2), rtol=1e-6)
+
+
+def test_save_load_identical_and_meta_checked(planted_model, tmp_path):
+    clf, X, _ = planted_model
+    clf.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert meta["classes"] == ["a", "b"] and meta["training_hash"] == clf.training_hash_
+    assert meta["input_meta"] == {"preset": "test", "norm": "raw"}
+    loaded = load_cnn(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    loaded.check_input_meta({"preset": "test", "norm": "raw"})
+    with pytest.raises(InputError, match="norm 'other'"):
+        loaded.check_input_meta({"norm": "other"})
+    with pytest.raises(InputError, match="shape"):
+        loaded.predict(X[:, :20])
+
+
+def test_same_seed_same_model():
+    X, y = _separable(np.random.default_rng(5), n=80)
+    kw = dict(arch="mahabal2017", epochs=2, batch_size=16, random_state=11)
+    p1 = DmDtCNN(**kw).fit(X, y).predict_proba(X)
+    p2 = DmDtCNN(**kw).fit(X, y).predict_proba(X)
+    np.testing.assert_allclose(p1, p2, atol=1e-5)
+
+
+def test_augmented_images_only_from_training_part(lcs_and_labels):
+    lcs, labels = lcs_and_labels
+    oid, X, meta = lightcurves_to_inputs(lcs, "paper")
+    y = labels.reindex(oid).to_numpy()
+    from models.representations import augmented_inputs
+
+    Xa, origin = augmented_inputs(lcs, "paper", 2, seed=0)
+    assert Xa.shape == (2 * len(X), *X.shape[1:])
+    clf = DmDtCNN(arch="mahabal2017", epochs=1, validation_fraction=0.25,
+                  random_state=0).fit(X, y, aug_X=Xa, aug_origin=origin, input_meta=meta)
+    assert clf.n_augmented_ == 2 * clf.n_train_
+
+
+# --------------------------------------------------------------------------- CLI end to end
+
+
+@pytest.fixture
+def lc_files(lcs_and_labels, tmp_path):
+    """The fixture light curves and labels as files (Parquet, CSV)."""
+    lcs, labels = lcs_and_labels
+    frame = pd.DataFrame({"object_id": np.repeat(lcs.object_id, lcs.n_points),
+                          "band": "V", "t": lcs.t, "mag": lcs.mag, "mag_err": lcs.mag_err})
+    lc_path = tmp_path / "lc.parquet"
+    write_parquet_atomic(pa.Table.from_pandas(frame, preserve_index=False), lc_path)
+    lab_path = tmp_path / "labels.csv"
+    labels.rename("label").rename_axis("object_id").reset_index().to_csv(lab_path, index=False)
+    return lc_path, lab_path
+
+
+def test_cross_validate_cnn_outputs(lc_files, lcs_and_labels, tmp_path):
+    from models.cnn_workflows import CNNTrainConfig, CVRun, cross_validate_cnn
+
+    lc_path, lab_path = lc_files
+    _, labels = lcs_and_labels
+    lines = []
+    s = cross_validate_cnn(lc_path, lab_path, tmp_path / "cv",
+                           [CVRun("paper", "mahabal2017", augment=1)], classes="all",
+                           config=CNNTrainConfig(epochs=3, learning_rate=3e-3), n_splits=2,
+                           log=lines.append)
+    assert len(lines) == 2 and s["n_objects"] == len(labels)
+    rep = s["runs"][0]["report"]
+    assert rep["classes"] == ["const", "var"] and rep["accuracy"] > 0.8
+    oof = pd.read_parquet(tmp_path / "cv" / "oof_predictions.parquet")
+    assert list(oof["object_id"]) == sorted(labels.index)
+    assert sorted(oof["fold"].unique()) == [0, 1]
+    assert np.mean(oof["pred:paper/mahabal2017+aug1"] == oof["label"]) == rep["accuracy"]
+    assert "| paper/mahabal2017+aug1 |" in (tmp_path / "cv" / "cv_results.md").read_text()
+
+
+def test_cli_train_predict_saliency(lcs_and_labels, lc_files, tmp_path, capsys):
+    from pipeline.cli import main
+
+    _, labels = lcs_and_labels
+    lc_path, lab_path = lc_files
+    fine_json = tmp_path / "fine.json"
+    fine_json.write_text(json.dumps(FINE_BINS.to_dict()))
+    dm_fine, dm_paper = tmp_path / "fine.parquet", tmp_path / "paper.parquet"
+    assert main(["dmdt", str(lc_path), "-o", str(dm_fine), "--bins", str(fine_json),
+                 "--norm", "counts"]) == 0
+    assert main(["dmdt", str(lc_path), "-o", str(dm_paper)]) == 0
+    model = tmp_path / "model"
+    assert main(["cnn", "train", str(dm_fine), "--labels", str(lab_path), "-o", str(model),
+                 "--arch", "mahabal2017", "--epochs", "8", "--learning-rate", "3e-3",
+                 "--augment", "1", "--lightcurves", str(lc_path)]) == 0
+    assert (model / "training_curves.png").stat().st_size > 0
+    curves = pd.read_parquet(model / "training_curves.parquet")
+    assert len(curves) >= 1 and {"loss", "val_loss"} <= set(curves.columns)
+    pred = tmp_path / "pred.parquet"
+    assert main(["cnn", "predict", str(dm_fine), "--model", str(model), "-o", str(pred)]) == 0
+    p = pd.read_parquet(pred).set_index("object_id")
+    np.testing.assert_allclose(p[["p_const", "p_var"]].sum(axis=1), 1.0, rtol=1e-5)
+    assert np.mean(p["prediction"] == labels.reindex(p.index)) > 0.9
+    # a file on other bins is refused with a one-line message naming the fix
+    capsys.readouterr()
+    assert main(["cnn", "predict", str(dm_paper), "--model", str(model), "-o",
+                 str(tmp_path / "x.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert "needs grid 'lcpipe_fine'" in err and err.count("\n") == 1
+    out = tmp_path / "sal"
+    assert main(["cnn", "saliency", str(dm_fine), "--model", str(model), "-o", str(out),
+                 "--labels", str(lab_path), "--objects", "o000,o001"]) == 0
+    mean = pd.read_parquet(out / "mean_saliency.parquet")
+    assert set(mean["class"]) == {"const", "var"}
+    assert len(mean) == 2 * 36 * 32 * 2
+    assert {"dm_lo", "dm_hi", "dt_lo", "dt_hi"} <= set(mean.columns)
+    assert (out / "mean_saliency.png").stat().st_size > 0
+    obj = pd.read_parquet(out / "object_saliency.parquet")
+    assert set(obj["object_id"]) == {"o000", "o001"}
+
+
+def test_representation_presets_documented():
+    for name, rep in REPRESENTATIONS.items():
+        assert rep.name == name and rep.description
