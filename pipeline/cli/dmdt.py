@@ -13,8 +13,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_input_arguments(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT.parquet")
     p.add_argument("--bins", default="mahabal2017",
-                   help="'mahabal2017' (22 dm x 24 dt, default), 'scope' (26 x 26), 'lcpipe_fine' (36 x 32) or a JSON "
-                        "file with dm_edges [mag] and dt_edges [days]")
+                   help="'mahabal2017' (22 dm x 24 dt, default), 'scope' (26 x 26), "
+                        "'lcpipe_fine' (36 x 32) or a JSON file with dm_edges [mag] and "
+                        "dt_edges [days]")
     p.add_argument("--norm", default="paper", choices=["paper", "probability", "max", "counts"],
                    help="pixel normalisation (default 'paper': uint8 ceil(255 count/npairs))")
     p.add_argument("--bands", default=None,
