@@ -23,8 +23,12 @@ __all__ = ["main", "COMMANDS"]
 COMMANDS: dict[str, str] = {
     "validate": ".validate",
     "dmdt": ".dmdt",
+    "rpca": ".rpca",
     "simulate": ".simulate",
     "demo": ".demo",
+    "cnn": ".cnn",
+    "features": ".features",
+    "forest": ".forest",
 }
 
 
