@@ -30,6 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from .errors import ConfigError, InputError
 
@@ -338,9 +339,7 @@ def iter_object_chunks(
     pending_rows = 0
     total = 0
     try:
-        scanner = dset.scanner(columns=wanted, batch_size=min(chunk_rows, 1 << 20))
-        batches = scanner.to_batches()
-        for rb in batches:
+        for rb in _record_batches(dset, wanted, min(chunk_rows, 1 << 18)):
             if rb.num_rows == 0:
                 continue
             total += rb.num_rows
@@ -373,6 +372,26 @@ def iter_object_chunks(
         yield block
     if total == 0:
         raise InputError(path, "empty table: no rows")
+
+
+def _record_batches(dset: ds.Dataset, columns: list[str], batch_size: int
+                    ) -> Iterator[pa.RecordBatch]:
+    """Record batches file by file, row group by row group: memory bounded by one batch.
+
+    (The dataset scanner reads ahead and pre-buffers whole files, which made memory grow
+    with the input.)
+    """
+    import pyarrow.csv as pacsv
+
+    fmt = dset.format
+    for f in sorted(dset.files):
+        if isinstance(fmt, ds.CsvFileFormat):
+            reader = pacsv.open_csv(
+                f, convert_options=pacsv.ConvertOptions(include_columns=columns))
+            yield from reader
+        else:
+            pf = pq.ParquetFile(f, pre_buffer=False)
+            yield from pf.iter_batches(batch_size=batch_size, columns=columns)
 
 
 def _check_grouped(frame: pd.DataFrame, seen: set[str], source: object) -> None:
