@@ -1,0 +1,705 @@
+"""Robust PCA algorithms behind :mod:`pipeline.rpca` (plain functions).
+
+Users should call the estimators :class:`pipeline.rpca.AltProj` and
+:class:`pipeline.rpca.PCP`; this module holds the numerical work:
+
+* :func:`altproj` -- non-convex alternating projections (Netrapalli et al.
+  2014, arXiv:1410.7660, Algorithm 1), with the practical rank schedule
+  described in ``docs/rpca.md``;
+* :func:`pcp_ialm` -- principal component pursuit solved by the inexact
+  augmented Lagrange multiplier method (Lin, Chen & Ma 2010, arXiv:1009.5055,
+  Algorithm 5).
+
+Both work on a tall matrix (``m >= n``; the callers transpose wide input) and
+never take a full SVD of the stack: the spectrum of an ``m x n`` iterate ``X``
+comes from the eigen-decomposition of its ``n x n`` Gram matrix ``X.T @ X``
+(the "Gram trick"), computed by BLAS ``syrk``. Element-wise updates are fused
+numba kernels that work in place, so a fit holds about three ``m x n``
+arrays (AltProj) or four (PCP) besides the input.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.linalg
+from numba import njit, prange
+from threadpoolctl import ThreadpoolController
+
+__all__ = ["RPCAResult", "altproj", "pcp_ialm", "METHODS", "available_methods"]
+
+# rows per block when a float32 Gram matrix is accumulated in float64
+_GRAM_BLOCK = 8192
+# iterations after which an intermediate AltProj stage ends even if L still moves
+_STAGE_MAX_ITER = 20
+# an intermediate stage ends once sigma_{k+1}(M - S) changes by less than this (relative)
+_FLOOR_RTOL = 0.05
+# element-wise kernels use threads from this many matrix entries on, by blocks of rows
+_PARALLEL_MIN_SIZE = 200_000
+_ROW_BLOCK = 256
+
+
+@dataclass
+class RPCAResult:
+    """Outcome of one robust PCA fit of a tall ``(m, n)`` matrix ``M = L + S (+ E)``.
+
+    Attributes
+    ----------
+    low_rank : ndarray of shape (m, n)
+        Low-rank part ``L``.
+    sparse : ndarray of shape (m, n)
+        Sparse part ``S``.
+    rank : int
+        Rank of ``low_rank``.
+    n_iter : int
+        Number of iterations (one truncated SVD and one sparse update each).
+    converged : bool
+        Whether the stopping criterion was met before ``max_iter``.
+    left : ndarray of shape (m, rank)
+        Left singular vectors of ``low_rank``.
+    singular_values : ndarray of shape (rank,)
+        Singular values of ``low_rank``, descending.
+    components : ndarray of shape (rank, n)
+        Right singular vectors of ``low_rank`` (rows, orthonormal).
+    threshold : float
+        AltProj: last common hard threshold ``zeta``; PCP: last soft threshold
+        ``lambda / mu``.
+    history : dict of lists
+        Per-iteration diagnostics (``rank``, ``threshold``, ``rel_change``,
+        ``rel_residual``, and ``objective`` for AltProj).
+    column_thresholds : ndarray of shape (n,) or None
+        AltProj: the threshold of each column, ``max(zeta, noise floor of the column)``.
+    """
+
+    low_rank: np.ndarray
+    sparse: np.ndarray
+    rank: int
+    n_iter: int
+    converged: bool
+    left: np.ndarray
+    singular_values: np.ndarray
+    components: np.ndarray
+    threshold: float
+    history: dict[str, list[float]] = field(default_factory=dict)
+    column_thresholds: np.ndarray | None = None
+
+
+# --------------------------------------------------------------------------- kernels
+# Each kernel works on a block of rows [i0, i1) and is called either directly
+# (small matrices: no thread start-up) or from a prange over row blocks.
+
+
+@njit(cache=True)
+def _ht_rows(M, LX, S, zeta, stats, i0, i1):  # pragma: no cover - compiled
+    n = M.shape[1]
+    for i in range(i0, i1):
+        dch = 0.0
+        res = 0.0
+        nnz = 0.0
+        l1 = 0.0
+        lmax = 0.0
+        pen = 0.0
+        for j in range(n):
+            a = abs(LX[i, j])
+            if a > lmax:
+                lmax = a
+            r = M[i, j] - LX[i, j]
+            s = r if abs(r) > zeta[j] else 0.0 * r
+            if s != 0:
+                pen += zeta[j] * zeta[j]
+            d = s - S[i, j]
+            dch += d * d
+            e = r - s
+            res += e * e
+            if s != 0:
+                nnz += 1.0
+                l1 += abs(s)
+            S[i, j] = s
+            LX[i, j] = M[i, j] - s
+        stats[i, 0] = dch
+        stats[i, 1] = res
+        stats[i, 2] = nnz
+        stats[i, 3] = l1
+        stats[i, 4] = lmax
+        stats[i, 5] = pen
+
+
+@njit(parallel=True, cache=True)
+def _ht_parallel(M, LX, S, zeta, stats, block):  # pragma: no cover - compiled
+    m = M.shape[0]
+    nb = (m + block - 1) // block
+    for b in prange(nb):
+        _ht_rows(M, LX, S, zeta, stats, b * block, min(m, (b + 1) * block))
+
+
+@njit(cache=True)
+def _maxabs_rows(A, out, i0, i1):  # pragma: no cover - compiled
+    n = A.shape[1]
+    for i in range(i0, i1):
+        v = 0.0
+        for j in range(n):
+            a = abs(A[i, j])
+            if a > v:
+                v = a
+        out[i] = v
+
+
+@njit(parallel=True, cache=True)
+def _maxabs_parallel(A, out, block):  # pragma: no cover - compiled
+    m = A.shape[0]
+    nb = (m + block - 1) // block
+    for b in prange(nb):
+        _maxabs_rows(A, out, b * block, min(m, (b + 1) * block))
+
+
+@njit(cache=True)
+def _pcp_rows(M, LT, S, Y, mu, mu_next, lam, stats, i0, i1):  # pragma: no cover - compiled
+    n = M.shape[1]
+    tau = lam / mu
+    inv_mu = 1.0 / mu
+    inv_next = 1.0 / mu_next
+    for i in range(i0, i1):
+        res = 0.0
+        dch = 0.0
+        for j in range(n):
+            lij = LT[i, j]
+            v = M[i, j] - lij + Y[i, j] * inv_mu
+            if v > tau:
+                s = v - tau
+            elif v < -tau:
+                s = v + tau
+            else:
+                s = 0.0 * v
+            z = M[i, j] - lij - s
+            y = Y[i, j] + mu * z
+            d = s - S[i, j]
+            dch += d * d
+            res += z * z
+            S[i, j] = s
+            Y[i, j] = y
+            LT[i, j] = M[i, j] - s + y * inv_next
+        stats[i, 0] = res
+        stats[i, 1] = dch
+
+
+@njit(parallel=True, cache=True)
+def _pcp_parallel(M, LT, S, Y, mu, mu_next, lam, stats, block):  # pragma: no cover - compiled
+    m = M.shape[0]
+    nb = (m + block - 1) // block
+    for b in prange(nb):
+        _pcp_rows(M, LT, S, Y, mu, mu_next, lam, stats, b * block, min(m, (b + 1) * block))
+
+
+def _use_threads(A: np.ndarray) -> bool:
+    return A.size >= _PARALLEL_MIN_SIZE
+
+
+def _hard_threshold_step(M, LX, S, zeta, stats) -> None:
+    """One AltProj sparse update, in place.
+
+    On entry ``LX`` holds ``L``; on exit ``S = H_zeta(M - L)`` (entries of
+    column ``j`` of ``M - L`` larger than ``zeta[j]`` in absolute value, zero
+    elsewhere) and ``LX = M - S``. ``stats[i]`` receives, for row ``i``: the
+    squared change of ``S``, the squared dense residual ``||M - L - S||^2``,
+    the number of non-zeros of ``S``, ``||S_i||_1``, ``max_j |L_ij|`` and
+    ``sum zeta_j^2`` over the non-zeros (the l0 penalty).
+    """
+    zeta = np.ascontiguousarray(np.broadcast_to(zeta, (M.shape[1],)), dtype=M.dtype)
+    if _use_threads(M):
+        _ht_parallel(M, LX, S, zeta, stats, _ROW_BLOCK)
+    else:
+        _ht_rows(M, LX, S, zeta, stats, 0, M.shape[0])
+
+
+def _max_abs(A: np.ndarray) -> float:
+    """``max |A_ij|`` (deterministic)."""
+    out = np.zeros(A.shape[0])
+    if _use_threads(A):
+        _maxabs_parallel(A, out, _ROW_BLOCK)
+    else:
+        _maxabs_rows(A, out, 0, A.shape[0])
+    return float(out.max()) if len(out) else 0.0
+
+
+def _pcp_step(M, LT, S, Y, mu, mu_next, lam, stats) -> None:
+    """One inexact-ALM update after the singular value thresholding, in place.
+
+    On entry ``LT`` holds ``L``. Sets ``S = soft(M - L + Y/mu, lam/mu)``,
+    ``Y += mu (M - L - S)`` and, for the next iteration,
+    ``LT = M - S + Y/mu_next``. ``stats[i]`` receives the squared primal
+    residual ``||M - L - S||^2`` and the squared change of ``S`` of row ``i``.
+    """
+    args = (float(mu), float(mu_next), float(lam))
+    if _use_threads(M):
+        _pcp_parallel(M, LT, S, Y, *args, stats, _ROW_BLOCK)
+    else:
+        _pcp_rows(M, LT, S, Y, *args, stats, 0, M.shape[0])
+
+
+# --------------------------------------------------------------------------- helpers
+
+_CONTROLLER: ThreadpoolController | None = None
+
+
+def _one_blas_thread():
+    """Context manager limiting BLAS to one thread (small dense solves).
+
+    An ``n x n`` eigensolver or a ``q x q`` QR is latency-bound: extra BLAS
+    threads only add synchronisation, which collapses when the cores are shared.
+    """
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
+
+
+
+def _gram(X: np.ndarray) -> np.ndarray:
+    """``X.T @ X`` in float64 (BLAS syrk; float32 input accumulated blockwise)."""
+    if X.dtype == np.float64:
+        return X.T @ X
+    n = X.shape[1]
+    G = np.zeros((n, n))
+    for start in range(0, X.shape[0], _GRAM_BLOCK):
+        block = X[start : start + _GRAM_BLOCK].astype(np.float64)
+        G += block.T @ block
+    return G
+
+
+def _spectrum(X: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``q`` singular values (descending) and right singular vectors of ``X``.
+
+    Uses the eigen-decomposition of the ``n x n`` Gram matrix, so its cost is
+    one ``m n^2`` syrk plus an ``n^3`` eigensolver, whatever ``q``.
+    """
+    G = _gram(X)
+    n = G.shape[0]
+    q = max(1, min(q, n))
+    with _one_blas_thread():
+        if q >= n:
+            w, V = np.linalg.eigh(G)
+        else:
+            w, V = scipy.linalg.eigh(G, subset_by_index=(n - q, n - 1))
+    w = w[::-1]
+    V = np.ascontiguousarray(V[:, ::-1])
+    return np.sqrt(np.clip(w, 0.0, None)), V
+
+
+def _project(X: np.ndarray, V: np.ndarray, weights: np.ndarray | None, out: np.ndarray):
+    """Write ``X V diag(weights) V.T`` into ``out`` (which may be ``X``); return ``X V``."""
+    Vk = V.astype(X.dtype, copy=False)
+    P = X @ Vk
+    if weights is not None:
+        P *= weights.astype(X.dtype, copy=False)
+    np.matmul(P, Vk.T, out=out)
+    return P
+
+
+def _svd_factors(P: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Thin SVD ``(U, s, Vt)`` of ``P @ V.T`` when ``V`` has orthonormal columns."""
+    if P.shape[1] == 0:
+        return P[:, :0].astype(np.float64), np.zeros(0), V[:, :0].T.copy()
+    with _one_blas_thread():
+        Q, R = np.linalg.qr(P.astype(np.float64))
+        Ur, s, Wt = np.linalg.svd(R)
+    return Q @ Ur, s, Wt @ V.T
+
+
+def _trivial(
+    M: np.ndarray, low_rank: np.ndarray, sparse: np.ndarray, threshold: float = 0.0
+) -> RPCAResult:
+    """Result for inputs whose answer needs no iteration (rank 0, full rank, zeros).
+
+    The factors of ``low_rank`` (tall) come from its Gram matrix, like everywhere
+    else; its numerical rank counts the singular values above
+    ``sqrt(eps) * max(m, n) * sigma_1`` (the resolution of the Gram route).
+    """
+    if np.any(low_rank):
+        s, V = _spectrum(low_rank, low_rank.shape[1])
+        tol = s[0] * max(low_rank.shape) * math.sqrt(np.finfo(low_rank.dtype).eps)
+        k = int(np.sum(s > tol))
+        s, V = s[:k], V[:, :k]
+        U = (low_rank @ V.astype(low_rank.dtype)).astype(np.float64) / s
+        Vt = np.ascontiguousarray(V.T)
+    else:
+        k = 0
+        U = np.zeros((M.shape[0], 0))
+        s = np.zeros(0)
+        Vt = np.zeros((0, M.shape[1]))
+    return RPCAResult(low_rank, sparse, k, 0, True, U, s, Vt, threshold, {})
+
+
+# --------------------------------------------------------------------------- AltProj
+
+
+def _ritz_step(
+    X: np.ndarray, V: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rayleigh-Ritz on ``span(V)`` and one power step (cost ``2 m n q``).
+
+    Parameters
+    ----------
+    X : ndarray of shape (m, n)
+    V : ndarray of shape (n, q), orthonormal columns
+        Current estimate of the dominant right singular subspace of ``X``.
+
+    Returns
+    -------
+    sigma : ndarray of shape (q,)
+        Ritz values: estimates of the top singular values of ``X`` from
+        ``span(V)``, descending (each a lower bound of the true one).
+    XV : ndarray of shape (m, q)
+        ``X @ V_ritz``.
+    V_ritz : ndarray of shape (n, q)
+        The Ritz vectors (``V`` rotated).
+    V_next : ndarray of shape (n, q)
+        Orthonormal basis of ``X.T @ X @ V_ritz`` (one power step), the
+        subspace for the next iteration.
+    """
+    Y = X @ V.astype(X.dtype, copy=False)
+    with _one_blas_thread():
+        B = (Y.T @ Y).astype(np.float64)
+        theta, W = np.linalg.eigh((B + B.T) / 2)
+    theta, W = theta[::-1], np.ascontiguousarray(W[:, ::-1])
+    Y = Y @ W.astype(X.dtype, copy=False)
+    Z = (X.T @ Y).astype(np.float64)
+    with _one_blas_thread():
+        V_next, _ = np.linalg.qr(Z)
+    return np.sqrt(np.clip(theta, 0.0, None)), Y, V @ W, V_next
+
+
+def altproj(
+    M: np.ndarray,
+    rank: int | None = None,
+    *,
+    beta: float | None = None,
+    beta_c: float = 1.0,
+    tol: float = 1e-7,
+    max_iter: int = 100,
+    rank_tol: float = 1e-3,
+    rank_ratio: float = 0.5,
+    oversample: int = 4,
+    noise_floor: float = 3.0,
+) -> RPCAResult:
+    """Robust PCA by non-convex alternating projections (AltProj).
+
+    Follows Algorithm 1 of Netrapalli et al. (2014): stages of increasing
+    target rank ``k``; in each iteration ``L = P_k(M - S)`` (rank-``k``
+    projection) and ``S = H_zeta(M - L)`` (hard thresholding) with
+    ``zeta = beta (sigma_{k+1}(M - S) + 2^-t sigma_k(M - S))``. Deviations
+    (see ``docs/rpca.md``): stages add every singular value within
+    ``rank_ratio`` of ``sigma_{k+1}`` instead of one; ``beta`` is measured
+    on the iterate; stages stop on convergence rather than after a fixed
+    ``T``; ``P_k`` comes from an exact Gram eigen-decomposition at the start of
+    each stage and from one warm-started subspace iteration afterwards.
+
+    Parameters
+    ----------
+    M : ndarray of shape (m, n), float32 or float64, ``m >= n``
+        Matrix to decompose; it is only read.
+    rank : int or None
+        Target rank ``r`` (the paper's input). ``None``: unknown; the stages
+        stop when ``sigma_{k+1}(M - S) <= rank_tol * sigma_1(M - S)``.
+    beta : float or None
+        Fixed thresholding parameter. ``None``: ``beta_c * max|L_ij| /
+        sigma_1(L)`` measured on the current rank-``k`` iterate ``L`` -- the
+        quantity that the paper's ``mu^2 r / sqrt(mn)`` bounds for an
+        incoherent matrix.
+    beta_c : float
+        Factor on the measured ``beta``.
+    tol : float
+        Convergence of the last stage: ``||M - L - S||_F <= tol ||M||_F``,
+        or ``||L_t - L_{t-1}||_F <= tol ||L_t||_F`` once the threshold has
+        reached its floor ``beta sigma_{k+1}``.
+    max_iter : int
+        Cap on the total number of iterations over all stages.
+    rank_tol : float
+        Relative size of ``sigma_{k+1}`` below which the rank is final
+        (only used when ``rank`` is ``None``).
+    rank_ratio : float in (0, 1]
+        A new stage raises the rank from ``k`` to include every singular value
+        ``>= rank_ratio * sigma_{k+1}(M - S)``; ``1`` gives the paper's
+        one-at-a-time schedule.
+    oversample : int
+        Extra columns in the subspace iteration (they sharpen the Ritz value
+        ``sigma_{k+1}`` used in the threshold).
+    noise_floor : float
+        The threshold of column ``j`` never goes below ``noise_floor * 1.4826 *
+        median_i |M_ij - L_ij|`` (a robust estimate of the dense-noise standard
+        deviation of the column, on a fixed sample of rows), so that dense noise
+        is not declared sparse. ``0`` keeps the paper's noiseless rule.
+
+    Returns
+    -------
+    RPCAResult
+    """
+    m, n = M.shape
+    dtype = M.dtype
+    r_max = n if rank is None else min(int(rank), n)
+    if rank is not None and rank >= n:
+        # every m x n matrix has rank <= n: M = M + 0 is exact
+        return _trivial(M, M.copy(), np.zeros_like(M))
+    if r_max == 0:
+        return _trivial(M, np.zeros_like(M), M.copy())
+    norm_m = float(np.linalg.norm(M))
+    if norm_m == 0.0:
+        return _trivial(M, np.zeros_like(M), np.zeros_like(M))
+
+    zeta_floor = 100.0 * float(np.finfo(dtype).eps) * _max_abs(M)
+    # fixed strided sample of rows (about 2e5 entries) for the noise estimate
+    stride = max(1, (m * n) // 200_000)
+
+    sample = M[::stride]
+
+    def noise_est(L: np.ndarray) -> np.ndarray:
+        # robust standard deviation of each column of M - L (median absolute deviation on
+        # a fixed sample of rows): the noise of a dm-dt pixel depends on the pixel, and
+        # pixels without counts have none
+        if noise_floor <= 0:
+            return np.zeros(n)
+        dev = np.abs(sample - L[::stride])
+        return noise_floor * 1.4826 * np.median(dev, axis=0)
+
+    def beta_est(l_max: float, sigma_1: float) -> float:
+        # beta bounds max|L_ij| / sigma_1(L), as the paper's mu^2 r / sqrt(mn) does for an
+        # incoherent L; measured on the rank-k iterate instead of assumed
+        if beta is not None:
+            return float(beta)
+        return beta_c * l_max / sigma_1 if sigma_1 > 0 else 0.0
+
+    def next_rank(sig: np.ndarray, k: int) -> int:
+        above = np.nonzero(sig[k:r_max] >= rank_ratio * sig[k])[0]
+        return k + int(above[-1]) + 1
+
+    q_gram = min(n, r_max + max(oversample, 1))
+    hist: dict[str, list[float]] = {
+        "rank": [],
+        "threshold": [],
+        "rel_change": [],
+        "rel_residual": [],
+        "objective": [],
+    }
+    stats = np.empty((m, 6))
+
+    # initialisation (Algorithm 1, lines 1-2): L = 0, S = H_{beta sigma_1(M)}(M)
+    sigma, V = _spectrum(M, q_gram)
+    k_init = r_max if rank is not None else next_rank(sigma, 0)
+    S = np.zeros_like(M)
+    X = np.empty_like(M)  # holds L, then M - S
+    _project(M, V[:, :k_init], None, out=X)  # rank-k_init approximation of M, for beta
+    l_max = _max_abs(X)
+    zeta = max(beta_est(l_max, float(sigma[0])) * float(sigma[0]), zeta_floor)
+    X[...] = 0
+    _hard_threshold_step(M, X, S, zeta, stats)
+
+    k = 0
+    t = 0
+    n_iter = 0
+    converged = False
+    final = False
+    P = np.zeros((m, 0), dtype=dtype)
+    Vk = V[:, :0]
+    norm_prev = 0.0
+    stage_iter = 0
+    frozen: tuple[float, np.ndarray] | None = None
+    zeta_cols = np.full(n, zeta)
+    s_next_prev = math.inf
+    exact_before = False
+    objective_prev = math.inf
+    while n_iter < max_iter:
+        ritz = None
+        if stage_iter == 0:
+            # ---- start of a stage: spectrum of M - S, then the stage's rank
+            if V.shape[1] >= q_gram and 4 * q_gram <= n:
+                # the warm subspace is wide enough (first stage, after the exact spectrum
+                # of M): its Ritz values replace a second Gram eigen-decomposition
+                ritz = _ritz_step(X, V)
+                sigma = ritz[0]
+            else:
+                sigma, V = _spectrum(X, q_gram)
+            if k >= r_max or sigma[k] == 0 or (rank is None and sigma[k] <= rank_tol * sigma[0]):
+                final = True
+                if k == 0:
+                    converged = True  # nothing low-rank is left: M is all sparse
+                    break
+            else:
+                k = next_rank(sigma, k)
+                final = k >= r_max
+                t = 0
+            V = V[:, : min(n, k + oversample)]
+        if ritz is not None:
+            sigma, XV, Vr, V = ritz
+            V = V[:, : min(n, k + oversample)]
+            basis = Vr[:, :k]
+        elif frozen is None:
+            # ---- spectrum of M - S in span(V) (exact after a Gram step), power step for later
+            sigma, XV, Vr, V = _ritz_step(X, V)
+            basis = Vr[:, :k]
+        else:
+            # ---- fixed threshold: exact P_k, so that the objective cannot go up
+            sigma, Vr = _spectrum(X, min(n, k + 1))
+            basis = Vr[:, :k]
+            XV = X @ basis.astype(dtype, copy=False)
+        # ---- one iteration (Algorithm 1, lines 5-7)
+        s_next = float(sigma[k]) if k < len(sigma) else 0.0
+        P_new = XV[:, :k]
+        np.matmul(P_new, basis.T.astype(dtype, copy=False), out=X)  # X holds L = P_k(M - S)
+        if frozen is None:
+            decay = 0.5**t * float(sigma[k - 1])
+            # max|L_ij| of the previous iterate (the element-wise pass measures it), which
+            # saves a pass over L; sigma_1 of the current one
+            zeta = max(beta_est(l_max, float(sigma[0])) * (s_next + decay), zeta_floor)
+            zeta_cols = np.maximum(zeta, noise_est(X))
+            if final and decay <= s_next:
+                # the last stage's threshold has reached its floor: keep it fixed, so that
+                # the iteration minimises ||M - L - S||^2 + sum zeta_j^2 ||S_j||_0 monotonically
+                frozen = (zeta, zeta_cols)
+        else:
+            zeta, zeta_cols = frozen
+        # ||L_new - L_old||_F from the factors (L = P B^T with orthonormal B)
+        norm_new = float(np.linalg.norm(P_new)) ** 2
+        cross = float(np.sum((P.T @ P_new) * (basis.T @ Vk).T)) if P.shape[1] else 0.0
+        diff2 = max(norm_new + norm_prev - 2.0 * cross, 0.0)
+        rel_change = math.sqrt(diff2 / norm_new) if norm_new > 0 else 0.0
+        P, Vk, norm_prev = P_new, basis.copy(), norm_new
+        _hard_threshold_step(M, X, S, zeta_cols, stats)
+        l_max = float(stats[:, 4].max())
+        n_iter += 1
+        t += 1
+        stage_iter += 1
+        rel_res = math.sqrt(float(stats[:, 1].sum())) / norm_m
+        hist["rank"].append(k)
+        hist["threshold"].append(zeta)
+        hist["rel_change"].append(rel_change)
+        hist["rel_residual"].append(rel_res)
+        at_floor = 0.5**t * sigma[k - 1] <= s_next
+        objective = float(stats[:, 1].sum()) + float(stats[:, 5].sum())
+        hist["objective"].append(objective)
+        if final:
+            # with a fixed threshold and exact projections each step minimises
+            # ||M - L - S||^2 + zeta^2 ||S||_0: stop when it no longer decreases
+            stalled = exact_before and objective_prev - objective <= tol * objective_prev
+            if rel_res <= tol or (at_floor and rel_change <= tol) or stalled:
+                converged = True
+                break
+            exact_before = frozen is not None and zeta_cols is frozen[1]
+            objective_prev = objective
+        elif (
+            (at_floor and abs(s_next - s_next_prev) <= _FLOOR_RTOL * s_next)
+            or rel_res <= tol
+            or stage_iter >= _STAGE_MAX_ITER
+        ):
+            # the threshold has reached its floor beta sigma_{k+1}, and sigma_{k+1} no longer
+            # falls (corruptions still being removed would make it fall): next stage
+            stage_iter = 0
+        s_next_prev = s_next
+
+    # L consistent with the final S: S = H_zeta(M - L), L = P Vk^T
+    L = X  # reuse the buffer, which holds M - S
+    np.matmul(P, Vk.T.astype(dtype, copy=False), out=L)
+    U, s, Vt = _svd_factors(P, Vk)
+    res = RPCAResult(L, S, int(Vk.shape[1]), n_iter, converged, U, s, Vt, float(zeta), hist)
+    res.column_thresholds = zeta_cols
+    return res
+
+
+# --------------------------------------------------------------------------- PCP
+
+
+def pcp_ialm(
+    M: np.ndarray,
+    *,
+    lam: float | None = None,
+    mu: float | None = None,
+    rho: float = 1.5,
+    tol: float = 1e-7,
+    max_iter: int = 500,
+) -> RPCAResult:
+    """Principal component pursuit by the inexact augmented Lagrange multiplier method.
+
+    Solves ``min ||L||_* + lam ||S||_1`` subject to ``L + S = M`` (Lin, Chen &
+    Ma 2010, Algorithm 5) with their default continuation of ``mu``.
+
+    Parameters
+    ----------
+    M : ndarray of shape (m, n), float32 or float64, ``m >= n``, C-contiguous
+        Matrix to decompose; it is only read.
+    lam : float or None
+        Weight of ``||S||_1``; default ``1 / sqrt(max(m, n))``.
+    mu : float or None
+        Initial penalty; default ``1.25 / ||M||_2``. It grows by ``rho`` per
+        iteration up to ``1e7`` times its initial value.
+    rho : float
+        Growth factor of ``mu`` (> 1).
+    tol : float
+        Stop when ``||M - L - S||_F <= tol ||M||_F``.
+    max_iter : int
+        Iteration cap.
+
+    Returns
+    -------
+    RPCAResult
+    """
+    m, n = M.shape
+    dtype = M.dtype
+    norm_m = float(np.linalg.norm(M))
+    if norm_m == 0.0:
+        return _trivial(M, np.zeros_like(M), np.zeros_like(M))
+    lam = 1.0 / math.sqrt(max(m, n)) if lam is None else float(lam)
+    sigma, _ = _spectrum(M, 1)
+    norm_two = float(sigma[0])
+    norm_inf = float(np.max(np.abs(M))) / lam
+    dual = max(norm_two, norm_inf)
+    mu = 1.25 / norm_two if mu is None else float(mu)
+    mu_bar = mu * 1e7
+
+    Y = M / dtype.type(dual)  # dual variable, Lin et al. initialisation
+    S = np.zeros_like(M)
+    T = M + Y / dtype.type(mu)  # M - S + Y / mu
+    stats = np.empty((m, 2))
+    hist: dict[str, list[float]] = {
+        "rank": [],
+        "threshold": [],
+        "rel_change": [],
+        "rel_residual": [],
+    }
+    converged = False
+    n_iter = 0
+    P = np.zeros((m, 0), dtype=dtype)
+    Vr = np.zeros((n, 0))
+    tau = 1.0 / mu
+    while n_iter < max_iter:
+        sigma, V = _spectrum(T, n)
+        tau = 1.0 / mu
+        r = int(np.sum(sigma > tau))
+        weights = (sigma[:r] - tau) / sigma[:r]
+        Vr = V[:, :r]
+        P = _project(T, Vr, weights, out=T)  # T now holds L
+        mu_next = min(mu * rho, mu_bar)
+        _pcp_step(M, T, S, Y, mu, mu_next, lam, stats)
+        n_iter += 1
+        rel_res = math.sqrt(float(stats[:, 0].sum())) / norm_m
+        hist["rank"].append(r)
+        hist["threshold"].append(lam / mu)
+        hist["rel_change"].append(math.sqrt(float(stats[:, 1].sum())) / norm_m)
+        hist["rel_residual"].append(rel_res)
+        mu = mu_next
+        if rel_res <= tol:
+            converged = True
+            break
+
+    L = T
+    np.matmul(P, Vr.T.astype(dtype, copy=False), out=L)
+    U, s, Vt = _svd_factors(P, Vr)
+    return RPCAResult(L, S, int(Vr.shape[1]), n_iter, converged, U, s, Vt, float(lam * tau), hist)
+
+
+#: method name -> implementation
+METHODS = {"altproj": altproj, "pcp": pcp_ialm}
+
+
+def available_methods() -> list[str]:
+    """Names of the robust PCA implementations."""
+    return list(METHODS)
