@@ -12,8 +12,9 @@ numba
     Compiled kernel (default). Times are sorted, so the first pair of each dt
     bin is tracked by one pointer per dt edge that only moves forward; the dm
     bin of each pair comes, branch-free, from a lookup table on a uniform
-    sub-grid at most half as wide as the narrowest bin, corrected by one exact
-    comparison with each neighbouring edge. Counts go into interleaved
+    sub-grid at most half as wide as the narrowest bin (cell index biased low,
+    so the table is never too high), corrected by one exact comparison with the
+    next edge. Counts go into interleaved
     sub-histograms that stay in L1 cache.
 numpy
     Plain ``np.histogram2d`` of all pairs, one series at a time (reference).
