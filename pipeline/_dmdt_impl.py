@@ -9,13 +9,17 @@ not counted.
 Backends
 --------
 numba
-    Compiled kernel (default). Times are sorted, so the first pair of each dt
-    bin is tracked by one pointer per dt edge that only moves forward; the dm
-    bin of each pair comes, branch-free, from a lookup table on a uniform
-    sub-grid at most half as wide as the narrowest bin (cell index biased low,
-    so the table is never too high), corrected by one exact comparison with the
-    next edge. Counts go into interleaved
-    sub-histograms that stay in L1 cache.
+    Compiled kernel (default). Per pair, branch-free: the dm bin comes from a
+    lookup table on a uniform grid of cells at most half as wide as the
+    narrowest dm bin, the dt bin from a lookup table indexed by the top bits of
+    dt's IEEE-754 representation (a piecewise-logarithmic grid that is exact
+    and needs no logarithm); each table gives the bin of its cell's left side
+    (the dm index biased low, so never too high) plus the next edge, and one
+    exact float64 comparison per axis moves across the single edge a cell can
+    hold. A first pass writes the pairs' bin indices of a row tile, a second
+    scatters them into four interleaved int32 sub-histograms that stay in L1
+    cache. Edges whose dt grid would need a finer than 1/1024-octave table fall
+    back to a pointer kernel (one forward-moving pointer per dt edge).
 numpy
     Plain ``np.histogram2d`` of all pairs, one series at a time (reference).
 light-curve
@@ -25,12 +29,16 @@ light-curve
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 
 __all__ = ["BACKENDS", "available_backends"]
 
@@ -40,9 +48,135 @@ _SUB_MIN_PAIRS = 20_000  # below this, one histogram (zeroing 4 costs more than 
 _BIAS = 1e-6  # in sub-grid cells: far above float64 rounding of (dm - lo) / width
 
 
+_TILE = 1024  # pairs (j) per row tile: the tile's t, m and bin indices stay in L1 cache
+_MAX_DT_BITS = 10  # mantissa bits of the dt table (2048 << bits cells); finer -> pointer kernel
+_MAX_DM_CELLS = 1 << 22
+_FLUSH_PAIRS = 1 << 30  # int32 sub-histograms are flushed before this many pairs
+_MAGIC = 1.5 * 2.0**52  # x + _MAGIC rounds x to an integer held in the low mantissa bits
+
+
+@intrinsic
+def _f64_bits(typingctx, x):
+    """The IEEE-754 bits of a float64 as int64 (a free register move)."""
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return sig, codegen
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _low32(x):
+    """Low 32 bits of a float64's mantissa: the integer ``round(x - 1.5 * 2**52)``.
+
+    ``x`` carries the magic offset 1.5 * 2**52, so the addition that made it rounded
+    to an integer; cheaper than a float -> int conversion.
+    """
+    return np.uint32(np.uint64(_f64_bits(x)) & np.uint64(0xFFFFFFFF))
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract"})
+def _count_series_lut(t, m, start, end, dt_lo, dt_hi, mb, mn, inv_w, off, dm_clip, clip, tb, tn,
+                      tsh, jlo, jhi, sub, buf, out):
+    """Count pairs of one series into ``out`` (n_dm, n_dt); jlo, jhi, sub, buf are scratch.
+
+    mb/mn: dm table (extended bin of the cell's left side, next edge), cell of dm
+    = _low32(dm * inv_w + off), dm first clipped to +-dm_clip if ``clip``; tb/tn:
+    dt table indexed by bits(dt) >> tsh.
+    """
+    n_dm, n_dt = out.shape
+    w = n_dt + 2
+    size = (n_dm + 2) * w
+    usize = np.uint64(size)
+    ush = np.uint64(tsh)
+    # jlo[i]: first j > i with t[j] - t[i] >= dt_lo; jhi[i]: first j with t[j] - t[i] > dt_hi.
+    # Pairs outside [dt_lo, dt_hi] fall outside the grid: they are never visited.
+    a = start
+    b = start
+    for i in range(start, end):
+        ti = t[i]
+        a = max(a, i + 1)
+        while a < end and t[a] - ti < dt_lo:
+            a += 1
+        b = max(b, a)
+        while b < end and t[b] - ti <= dt_hi:
+            b += 1
+        jlo[i - start] = a
+        jhi[i - start] = b
+    sub[:] = 0
+    pending = 0
+    for t0 in range(start + 1, end, _TILE):
+        t1 = min(t0 + _TILE, end)
+        for i in range(start, t1 - 1):
+            j0 = max(jlo[i - start], t0)
+            j1 = min(jhi[i - start], t1)
+            if j1 <= j0:
+                continue
+            ti = t[i]
+            mi = m[i]
+            mv = m[j0:j1]
+            tv = t[j0:j1]
+            cnt = j1 - j0
+            # pass 1 (branch-free): flat (dm, dt) bin index of every pair of the row tile
+            if clip:
+                for q in range(cnt):
+                    dm = mv[q] - mi
+                    c = _low32(min(max(dm, -dm_clip), dm_clip) * inv_w + off)
+                    bm = mb[c] + np.int32(dm >= mn[c])
+                    dt = tv[q] - ti
+                    d = np.uint64(_f64_bits(dt)) >> ush
+                    bt = tb[d] + np.int32(dt >= tn[d])
+                    buf[q] = np.uint32(bm * w + bt)
+            else:  # the table spans every dm of the batch: no clip
+                for q in range(cnt):
+                    dm = mv[q] - mi
+                    c = _low32(dm * inv_w + off)
+                    bm = mb[c] + np.int32(dm >= mn[c])
+                    dt = tv[q] - ti
+                    d = np.uint64(_f64_bits(dt)) >> ush
+                    bt = tb[d] + np.int32(dt >= tn[d])
+                    buf[q] = np.uint32(bm * w + bt)
+            # pass 2: scatter into four interleaved sub-histograms (no store-to-load chains)
+            c4 = cnt & ~3
+            for q in range(0, c4, 4):
+                sub[np.uint64(buf[q])] += 1
+                sub[usize + np.uint64(buf[q + 1])] += 1
+                sub[2 * usize + np.uint64(buf[q + 2])] += 1
+                sub[3 * usize + np.uint64(buf[q + 3])] += 1
+            for q in range(c4, cnt):
+                sub[np.uint64(buf[q])] += 1
+            pending += cnt
+        if pending >= _FLUSH_PAIRS or t1 == end:
+            for r in range(4):
+                for bm in range(n_dm):
+                    for bt in range(n_dt):
+                        out[bm, bt] += sub[r * size + (bm + 1) * w + bt + 1]
+            sub[:] = 0
+            pending = 0
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _count_batch_lut(t, m, offsets, dt_lo, dt_hi, mb, mn, inv_w, off, dm_clip, clip, tb, tn,
+                     tsh, n_blk, out):
+    n = offsets.shape[0] - 1
+    n_dm, n_dt = out.shape[1], out.shape[2]
+    longest = 0
+    for s in range(n):
+        longest = max(longest, offsets[s + 1] - offsets[s])
+    for blk in numba.prange(n_blk):
+        jlo = np.empty(max(longest, 1), dtype=np.int64)
+        jhi = np.empty(max(longest, 1), dtype=np.int64)
+        sub = np.empty(4 * (n_dm + 2) * (n_dt + 2), dtype=np.int32)
+        buf = np.empty(_TILE, dtype=np.uint32)
+        for s in range(blk, n, n_blk):
+            _count_series_lut(t, m, offsets[s], offsets[s + 1], dt_lo, dt_hi, mb, mn, inv_w, off,
+                              dm_clip, clip, tb, tn, tsh, jlo, jhi, sub, buf, out[s])
+
+
 @numba.njit(cache=True, nogil=True)
-def _count_series(t, m, start, end, dt_edges, ext, lut, lo, inv_w, ptr, sub, buf, out):
-    """Count pairs of one series into ``out`` (n_dm, n_dt); ptr, sub, buf are scratch."""
+def _count_series_ptr(t, m, start, end, dt_edges, ext, lut, lo, inv_w, ptr, sub, buf, out):
+    """Count pairs of one series into ``out`` (n_dm, n_dt) with dt pointers (fallback)."""
     n_dt = dt_edges.shape[0] - 1
     n_dm = ext.shape[0] - 3
     top = lut.shape[0] - 1
@@ -90,7 +224,7 @@ def _count_series(t, m, start, end, dt_edges, ext, lut, lo, inv_w, ptr, sub, buf
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _count_batch(t, m, offsets, dt_edges, ext, lut, lo, inv_w, n_blk, out):
+def _count_batch_ptr(t, m, offsets, dt_edges, ext, lut, lo, inv_w, n_blk, out):
     n = offsets.shape[0] - 1
     n_dt = dt_edges.shape[0] - 1
     n_dm = ext.shape[0] - 3
@@ -103,7 +237,7 @@ def _count_batch(t, m, offsets, dt_edges, ext, lut, lo, inv_w, n_blk, out):
         sub = np.empty((_SUB, n_dm + 2, n_dt), dtype=np.int64)
         buf = np.empty(max(longest, 1), dtype=np.int64)
         for s in range(blk, n, n_blk):
-            _count_series(t, m, offsets[s], offsets[s + 1], dt_edges, ext, lut, lo, inv_w, ptr,
+            _count_series_ptr(t, m, offsets[s], offsets[s + 1], dt_edges, ext, lut, lo, inv_w, ptr,
                           sub, buf, out[s])
 
 
@@ -149,15 +283,106 @@ def _lookup(dm_edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]
     return ext, lut, lo, 1.0 / width
 
 
+def _extended(edges: np.ndarray) -> np.ndarray:
+    """[-inf, e_0, ..., e_{n-1}, nextafter(e_n, +inf), +inf]: numpy's closed last bin."""
+    return np.concatenate([[-np.inf], edges[:-1], [np.nextafter(edges[-1], np.inf)], [np.inf]])
+
+
+@functools.lru_cache(maxsize=32)
+def _dm_table(dm_edges: tuple, clip: float) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """dm lookup table on uniform cells over [-clip, clip] (clip beyond every edge).
+
+    Returns (extended bin of each cell's left side, int32; the next edge, float64;
+    inv_w; off): the cell of dm is ``_low32(clip(dm) * inv_w + off)`` =
+    round((dm - lo) / w - _BIAS - 1/2): floor((dm - lo) / w - _BIAS), or one less
+    on an exact tie. Biased low, never too high; dm lies less than two cells above
+    the cell's left side, a span that holds at most one edge.
+    """
+    e = np.asarray(dm_edges, dtype=np.float64)
+    width = float(np.min(np.diff(e))) / 2.0
+    ncell = int(np.ceil(2.0 * clip / width)) + 2
+    if ncell > _MAX_DM_CELLS:
+        raise ConfigError("dm edges too unevenly spaced for the lookup table "
+                          f"({ncell} cells); use method='numpy'")
+    width = 2.0 * clip / (ncell - 2)
+    lo = -clip - width  # cell 0 lies wholly below -clip
+    ext = _extended(e)
+    left = lo + width * (np.arange(ncell) - 2 * _BIAS)  # a hair low: table never too high
+    base = np.maximum(np.searchsorted(ext, left, side="right") - 1, 0)
+    nxt = ext[np.minimum(base + 1, len(ext) - 1)]
+    inv_w = 1.0 / width
+    return base.astype(np.int32), nxt, inv_w, -lo * inv_w - _BIAS - 0.5 + _MAGIC
+
+
+@functools.lru_cache(maxsize=32)
+def _dt_table(dt_edges: tuple) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """dt lookup table on the cells ``bits(dt) >> shift`` (dt >= 0; all exponents).
+
+    A cell spans 1/2**bits of an octave; bits is the smallest for which no cell
+    holds more than one edge. Returns (extended bin of each cell's left side,
+    next edge, shift), or None if more than ``_MAX_DT_BITS`` bits are needed.
+    """
+    ext = _extended(np.asarray(dt_edges, dtype=np.float64))
+    for bits in range(1, _MAX_DT_BITS + 1):
+        shift = 52 - bits
+        cells = np.arange(2048 << bits, dtype=np.int64)
+        left = (cells << shift).view(np.float64)
+        right = (((cells + 1) << shift) - 1).view(np.float64)
+        left = np.where(np.isnan(left), np.inf, left)  # exponent 2047: inf and NaN
+        right = np.where(np.isnan(right), np.inf, right)
+        lb = np.searchsorted(ext, left, side="right") - 1
+        rb = np.searchsorted(ext, right, side="right") - 1
+        if np.all(rb - lb <= 1):
+            return lb.astype(np.int32), ext[np.minimum(lb + 1, len(ext) - 1)], shift
+    return None
+
+
+def _check_clean(lcs) -> None:
+    """Finite t and mag, times non-decreasing within each series (the tables rely on it)."""
+    offsets = lcs.offsets - lcs.offsets[0]  # the arrays may hold rows beyond the series
+    t = lcs.t[lcs.offsets[0]:lcs.offsets[-1]]
+    mag = lcs.mag[lcs.offsets[0]:lcs.offsets[-1]]
+    bad = ~np.isfinite(t) | ~np.isfinite(mag)
+    if bad.any():
+        s = int(np.searchsorted(offsets, np.argmax(bad), side="right") - 1)
+        raise InputError("<light curves>", "non-finite t or mag (input not clean: use "
+                         "clean=True or `lcpipe validate`)", object_id=lcs.object_id[s])
+    back = np.diff(t) < 0
+    edge = offsets[1:-1] - 1
+    back[edge[(edge >= 0) & (edge < len(back))]] = False  # series boundaries
+    if back.any():
+        s = int(np.searchsorted(offsets, np.argmax(back) + 1, side="right") - 1)
+        raise InputError("<light curves>", "times decrease within a series (input not "
+                         "sorted: use clean=True or `lcpipe validate`)",
+                         object_id=lcs.object_id[s])
+
+
 def counts_numba(lcs, dm_edges: np.ndarray, dt_edges: np.ndarray) -> np.ndarray:
     """Pair counts with the compiled kernel, shape (n_series, n_dm, n_dt)."""
     dm_edges = np.ascontiguousarray(dm_edges, dtype=np.float64)
     dt_edges = np.ascontiguousarray(dt_edges, dtype=np.float64)
     out = np.zeros((len(lcs), len(dm_edges) - 1, len(dt_edges) - 1), dtype=np.int64)
-    if len(lcs):
+    if not len(lcs):
+        return out
+    _check_clean(lcs)
+    n_blk = max(1, min(len(lcs), 8 * numba.get_num_threads()))
+    dt_tab = _dt_table(tuple(dt_edges.tolist())) if dt_edges[0] >= 0 else None
+    longest = int(np.max(np.diff(lcs.offsets)))
+    if dt_tab is None or longest > 2_000_000:
         ext, lut, lo, inv_w = _lookup(dm_edges)
-        n_blk = max(1, min(len(lcs), 8 * numba.get_num_threads()))
-        _count_batch(lcs.t, lcs.mag, lcs.offsets, dt_edges, ext, lut, lo, inv_w, n_blk, out)
+        _count_batch_ptr(lcs.t, lcs.mag, lcs.offsets, dt_edges, ext, lut, lo, inv_w, n_blk, out)
+        return out
+    # the dm table spans every dm of the batch when that is reasonable (no clip in the
+    # loop), else +-(edges + 64 mag) and dm is clipped (clipped pairs stay off the grid)
+    edge_span = float(max(abs(dm_edges[0]), abs(dm_edges[-1])))
+    mag = lcs.mag[lcs.offsets[0]:lcs.offsets[-1]]
+    span = float(np.max(mag) - np.min(mag)) if len(mag) else 0.0
+    clip = span > edge_span + 64.0
+    half = 2.0 ** np.ceil(np.log2(max(min(span, edge_span + 64.0), edge_span, 1.0) + 1.0))
+    mb, mn, inv_w, off = _dm_table(tuple(dm_edges.tolist()), float(half))
+    tb, tn, tsh = dt_tab
+    _count_batch_lut(lcs.t, lcs.mag, lcs.offsets, float(dt_edges[0]), float(dt_edges[-1]), mb, mn,
+                     inv_w, off, float(half), clip, tb, tn, tsh, n_blk, out)
     return out
 
 

@@ -226,3 +226,64 @@ def test_random_edges_and_quantised_values_match_reference(seed, n_dm, n_dt, q):
                       np.array([0, len(t)]), t, m, np.full(len(t), 0.1))
     ours = compute_dmdt(lcs, grid, norm="counts").images[0, :, :, 0]
     np.testing.assert_array_equal(ours, _reference_counts(t, m, dm_edges, dt_edges))
+
+
+def _one(t, m, oid="x"):
+    return LightCurves(np.array([oid], object), np.array(["r"], object),
+                       np.array([0, len(t)]), np.asarray(t, float), np.asarray(m, float),
+                       np.full(len(t), 0.1))
+
+
+def test_long_series_over_several_tiles(rng):
+    # > 1024 points: the kernel works in row tiles of 1024 pairs
+    t = np.sort(rng.uniform(0, 3000, 2600))
+    m = rng.normal(15, 1.5, len(t))
+    for name in ("mahabal2017", "scope"):
+        grid = BINS_PRESETS[name]
+        ours = compute_dmdt(_one(t, m), grid, norm="counts").images[0, :, :, 0]
+        np.testing.assert_array_equal(ours, _reference_counts(t, m, grid.dm_edges,
+                                                              grid.dt_edges))
+
+
+def test_huge_magnitude_span_is_clipped_correctly(rng):
+    # outliers hundreds of mag away: the dm table is clipped, pairs stay outside the grid
+    t = np.sort(rng.uniform(0, 500, 300))
+    m = rng.normal(15, 0.5, len(t))
+    m[::37] = 900.0
+    m[5::41] = -450.0
+    m[7] = 15.0 + 8.0 - 1e-12  # near the outer edges, close to the clip
+    grid = BINS_PRESETS["mahabal2017"]
+    ours = compute_dmdt(_one(t, m), grid, norm="counts").images[0, :, :, 0]
+    np.testing.assert_array_equal(ours, _reference_counts(t, m, grid.dm_edges, grid.dt_edges))
+
+
+def test_fine_dt_edges_use_the_pointer_kernel_and_agree(rng):
+    from pipeline._dmdt_impl import _dt_table
+
+    # relative dt bin width 1e-5: too fine for the bit table -> pointer fallback
+    dt_edges = np.r_[100.0, 100.001, 100.002, 150.0, 400.0]
+    assert _dt_table(tuple(dt_edges)) is None
+    assert _dt_table(tuple(BINS_PRESETS["mahabal2017"].dt_edges)) is not None
+    grid = DmDtBins("fine-dt", tuple(np.linspace(-2, 2, 9)), tuple(dt_edges))
+    t = np.unique(np.round(rng.uniform(0, 500, 200), 3))
+    m = np.round(rng.normal(0, 1, len(t)), 1)
+    ours = compute_dmdt(_one(t, m), grid, norm="counts").images[0, :, :, 0]
+    np.testing.assert_array_equal(ours, _reference_counts(t, m, grid.dm_edges, grid.dt_edges))
+
+
+@pytest.mark.parametrize("bad", ["nan_mag", "inf_t", "unsorted"])
+def test_unclean_light_curves_rejected_with_object_named(rng, bad):
+    t = np.sort(rng.uniform(0, 100, 20))
+    m = rng.normal(15, 0.3, 20)
+    if bad == "nan_mag":
+        m[4] = np.nan
+    elif bad == "inf_t":
+        t[-1] = np.inf
+    else:
+        t[[3, 4]] = t[[4, 3]]
+    good = (np.arange(10.0), np.zeros(10))
+    lcs = LightCurves(np.array(["ok", "bad1"], object), np.array(["r", "r"], object),
+                      np.array([0, 10, 30]), np.r_[good[0], t], np.r_[good[1], m],
+                      np.full(30, 0.1))
+    with pytest.raises(InputError, match="bad1"):
+        compute_dmdt(lcs, norm="counts", method="numba")
