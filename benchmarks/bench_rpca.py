@@ -10,7 +10,8 @@ factors, ``S0`` with 5 % gross corruptions (uniform 2-10 times the standard
 deviation of ``L0``'s entries, random signs). In the same process, on the same
 matrix: :class:`pipeline.rpca.AltProj`, :class:`pipeline.rpca.PCP` (inexact
 ALM, fused kernels) and the anchor, a plain-numpy inexact-ALM PCP with the
-Gram trick (the "straightforward PCP" of the issue). Asserts that all three
+Gram trick (the "straightforward PCP" of the issue, the reference of its 5x
+target; the ratio to lcpipe's faster PCP is printed too). Asserts that all three
 recover ``L0`` (relative error < 1e-3) and the support of ``S0``, and agree
 with each other; prints one table with times, errors and ratios.
 
@@ -201,10 +202,11 @@ def main(argv=None) -> int:
     for name, dt, it, err, ok in rows:
         print(f"| {name:38s} | {dt:8.2f} | {it:10d} | {err:15.1e} | "
               f"{'exact' if ok else 'NO':>7s} | {dt / t_alt:14.1f} |")
-    ratio = rows[1][1] / t_alt
-    print(f"\nAltProj vs PCP (lcpipe): {ratio:.1f}x faster (target >= 5x: "
-          f"{'met' if ratio >= 5 else 'NOT met'}); vs the plain-numpy PCP: "
-          f"{rows[2][1] / t_alt:.1f}x")
+    ratio_ours = rows[1][1] / t_alt
+    ratio_plain = rows[2][1] / t_alt
+    print(f"\nAltProj vs the straightforward PCP with the Gram trick (the issue's reference): "
+          f"{ratio_plain:.1f}x faster (target >= 5x: {'met' if ratio_plain >= 5 else 'NOT met'})"
+          f"; vs lcpipe's own fused PCP: {ratio_ours:.1f}x")
     if args.no_big:
         return 0
     M = None  # free the memory before the large run

@@ -13,9 +13,12 @@ Users should call the estimators :class:`pipeline.rpca.AltProj` and
 Both work on a tall matrix (``m >= n``; the callers transpose wide input) and
 never take a full SVD of the stack: the spectrum of an ``m x n`` iterate ``X``
 comes from the eigen-decomposition of its ``n x n`` Gram matrix ``X.T @ X``
-(the "Gram trick"), computed by BLAS ``syrk``. Element-wise updates are fused
-numba kernels that work in place, so a fit holds about three ``m x n``
-arrays (AltProj) or four (PCP) besides the input.
+(the "Gram trick"), computed by BLAS ``syrk``, or from a Rayleigh-Ritz step on
+a warm subspace. AltProj streams each iteration through the rows in blocks
+(rebuild ``L`` from its factors, threshold, multiply by the next subspace while
+the block is in cache), so it holds only ``S`` besides the input until it
+writes ``L``; PCP's element-wise updates are fused numba kernels that work in
+place on four ``m x n`` arrays.
 """
 
 from __future__ import annotations
@@ -91,34 +94,40 @@ class RPCAResult:
 # (small matrices: no thread start-up) or from a prange over row blocks.
 
 
-@njit(cache=True)
-def _ht_rows(M, LX, S, zeta, stats, i0, i1):  # pragma: no cover - compiled
-    n = M.shape[1]
-    for i in range(i0, i1):
-        dch = 0.0
+@njit(cache=True, nogil=True)
+def _ht_block(M, LX, S, zeta, stats):  # pragma: no cover - compiled
+    """``S = H_zeta(M - L)``, ``LX = M - S`` on a block of rows (``LX`` holds ``L`` on entry).
+
+    ``stats[i]``: squared dense residual, non-zeros, l1 norm of ``S``, ``max |L|``
+    and the l0 penalty of row ``i`` (columns 1-5; column 0 is zero: the old ``S``
+    is not read, so ``S`` may start uninitialised).
+    """
+    m, n = M.shape
+    for i in range(m):
         res = 0.0
         nnz = 0.0
         l1 = 0.0
         lmax = 0.0
         pen = 0.0
         for j in range(n):
-            a = abs(LX[i, j])
+            lij = LX[i, j]
+            a = abs(lij)
             if a > lmax:
                 lmax = a
-            r = M[i, j] - LX[i, j]
-            s = r if abs(r) > zeta[j] else 0.0 * r
-            if s != 0:
-                pen += zeta[j] * zeta[j]
-            d = s - S[i, j]
-            dch += d * d
-            e = r - s
-            res += e * e
-            if s != 0:
+            mij = M[i, j]
+            r = mij - lij
+            z = zeta[j]
+            if abs(r) > z:
+                S[i, j] = r
+                LX[i, j] = mij - r
                 nnz += 1.0
-                l1 += abs(s)
-            S[i, j] = s
-            LX[i, j] = M[i, j] - s
-        stats[i, 0] = dch
+                pen += z * z
+                l1 += abs(r)
+            else:
+                res += r * r
+                S[i, j] = 0.0
+                LX[i, j] = mij
+        stats[i, 0] = 0.0
         stats[i, 1] = res
         stats[i, 2] = nnz
         stats[i, 3] = l1
@@ -126,12 +135,13 @@ def _ht_rows(M, LX, S, zeta, stats, i0, i1):  # pragma: no cover - compiled
         stats[i, 5] = pen
 
 
-@njit(parallel=True, cache=True)
-def _ht_parallel(M, LX, S, zeta, stats, block):  # pragma: no cover - compiled
-    m = M.shape[0]
-    nb = (m + block - 1) // block
-    for b in prange(nb):
-        _ht_rows(M, LX, S, zeta, stats, b * block, min(m, (b + 1) * block))
+@njit(cache=True, nogil=True)
+def _diff_block(M, S, out):  # pragma: no cover - compiled
+    """``out = M - S`` on a block of rows."""
+    m, n = M.shape
+    for i in range(m):
+        for j in range(n):
+            out[i, j] = M[i, j] - S[i, j]
 
 
 @njit(cache=True)
@@ -194,23 +204,6 @@ def _pcp_parallel(M, LT, S, Y, mu, mu_next, lam, stats, block):  # pragma: no co
 
 def _use_threads(A: np.ndarray) -> bool:
     return A.size >= _PARALLEL_MIN_SIZE
-
-
-def _hard_threshold_step(M, LX, S, zeta, stats) -> None:
-    """One AltProj sparse update, in place.
-
-    On entry ``LX`` holds ``L``; on exit ``S = H_zeta(M - L)`` (entries of
-    column ``j`` of ``M - L`` larger than ``zeta[j]`` in absolute value, zero
-    elsewhere) and ``LX = M - S``. ``stats[i]`` receives, for row ``i``: the
-    squared change of ``S``, the squared dense residual ``||M - L - S||^2``,
-    the number of non-zeros of ``S``, ``||S_i||_1``, ``max_j |L_ij|`` and
-    ``sum zeta_j^2`` over the non-zeros (the l0 penalty).
-    """
-    zeta = np.ascontiguousarray(np.broadcast_to(zeta, (M.shape[1],)), dtype=M.dtype)
-    if _use_threads(M):
-        _ht_parallel(M, LX, S, zeta, stats, _ROW_BLOCK)
-    else:
-        _ht_rows(M, LX, S, zeta, stats, 0, M.shape[0])
 
 
 def _max_abs(A: np.ndarray) -> float:
@@ -331,43 +324,196 @@ def _trivial(
     return RPCAResult(low_rank, sparse, k, 0, True, U, s, Vt, threshold, {})
 
 
-# --------------------------------------------------------------------------- AltProj
+# --------------------------------------------------------------------------- row passes
+# AltProj never stores M - S or L: each iteration is one pass over blocks of rows
+# that rebuilds L from its factors, thresholds, and multiplies the block by the
+# subspace of the next iteration while it is in cache. Python threads take
+# contiguous row ranges (numba kernels and BLAS release the GIL; BLAS runs one
+# thread per worker inside a pass).
+
+_PASS_BLOCK = 128  # rows per block: M, S and the work block of 528 columns fit in L2
+_POOL = None
 
 
-def _ritz_step(
-    X: np.ndarray, V: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Rayleigh-Ritz on ``span(V)`` and one power step (cost ``2 m n q``).
+def _n_workers(m: int, n: int) -> int:
+    import numba
 
-    Parameters
-    ----------
-    X : ndarray of shape (m, n)
-    V : ndarray of shape (n, q), orthonormal columns
-        Current estimate of the dominant right singular subspace of ``X``.
+    if m * n < _PARALLEL_MIN_SIZE:
+        return 1
+    return max(1, min(numba.get_num_threads(), (m + _PASS_BLOCK - 1) // _PASS_BLOCK))
 
-    Returns
-    -------
-    sigma : ndarray of shape (q,)
-        Ritz values: estimates of the top singular values of ``X`` from
-        ``span(V)``, descending (each a lower bound of the true one).
-    XV : ndarray of shape (m, q)
-        ``X @ V_ritz``.
-    V_ritz : ndarray of shape (n, q)
-        The Ritz vectors (``V`` rotated).
-    V_next : ndarray of shape (n, q)
-        Orthonormal basis of ``X.T @ X @ V_ritz`` (one power step), the
-        subspace for the next iteration.
-    """
-    Y = X @ V.astype(X.dtype, copy=False)
+
+def _run_pass(m: int, n: int, work):
+    """Run ``work(r0, r1)`` on contiguous row ranges; list of results in row order."""
+    global _POOL
+    w = _n_workers(m, n)
+    bounds = np.linspace(0, m, w + 1).astype(int)
+    ranges = [(int(bounds[i]), int(bounds[i + 1])) for i in range(w)]
+    if w == 1:
+        return [work(*ranges[0])]
+    if _POOL is None or _POOL._max_workers < w:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=w, thread_name_prefix="lcpipe-rpca")
     with _one_blas_thread():
-        B = (Y.T @ Y).astype(np.float64)
+        return list(_POOL.map(lambda r: work(*r), ranges))
+
+
+def _threshold_pass(M, S, P, basis, zeta, stats, V):
+    """One AltProj sparse update with ``L = P @ basis.T``, streamed by row blocks.
+
+    Writes ``S = H_zeta(M - L)`` and ``stats`` (see :func:`_ht_block`). If ``V``
+    (n x q) is given, also returns ``(Y, B, C)`` with ``X = M - S``: ``Y = X V``,
+    ``B = Y.T Y`` and ``C = X.T Y`` -- the products the next Rayleigh-Ritz and
+    power step need -- computed while each block is in cache. Else returns None.
+    """
+    m, n = M.shape
+    dtype = M.dtype
+    bt = np.ascontiguousarray(basis.T.astype(dtype, copy=False))
+    Vd = None if V is None else np.ascontiguousarray(V.astype(dtype, copy=False))
+    q = 0 if V is None else V.shape[1]
+    Y = None if V is None else np.empty((m, q), dtype=dtype)
+
+    def work(r0, r1):
+        buf = np.empty((_PASS_BLOCK, n), dtype=dtype)
+        B = np.zeros((q, q))
+        C = np.zeros((n, q))
+        for i0 in range(r0, r1, _PASS_BLOCK):
+            i1 = min(i0 + _PASS_BLOCK, r1)
+            Lb = buf[: i1 - i0]
+            if bt.shape[0]:
+                np.matmul(P[i0:i1], bt, out=Lb)
+            else:
+                Lb[...] = 0
+            _ht_block(M[i0:i1], Lb, S[i0:i1], zeta, stats[i0:i1])
+            if Vd is not None:
+                Yb = Y[i0:i1]
+                np.matmul(Lb, Vd, out=Yb)  # Lb now holds X = M - S
+                B += Yb.T @ Yb
+                C += Lb.T @ Yb
+        return B, C
+
+    parts = _run_pass(m, n, work)
+    if V is None:
+        return None
+    return Y, sum(b for b, _ in parts), sum(c for _, c in parts)
+
+
+def _diff_products(M, S, V=None, gram=False):
+    """Products of ``X = M - S`` streamed by row blocks (X is never stored).
+
+    Returns ``(Y, B, C, G)``: with ``V``, ``Y = X V``, ``B = Y.T Y``, ``C = X.T Y``;
+    with ``gram``, ``G = X.T X`` (float64); None where not asked.
+    """
+    m, n = M.shape
+    dtype = M.dtype
+    Vd = None if V is None else np.ascontiguousarray(V.astype(dtype, copy=False))
+    q = 0 if V is None else V.shape[1]
+    Y = None if V is None else np.empty((m, q), dtype=dtype)
+
+    def work(r0, r1):
+        buf = np.empty((_PASS_BLOCK, n), dtype=dtype)
+        B = np.zeros((q, q))
+        C = np.zeros((n, q))
+        G = np.zeros((n, n)) if gram else None
+        for i0 in range(r0, r1, _PASS_BLOCK):
+            i1 = min(i0 + _PASS_BLOCK, r1)
+            Xb = buf[: i1 - i0]
+            _diff_block(M[i0:i1], S[i0:i1], Xb)
+            if gram:
+                G += Xb.T @ Xb
+            if Vd is not None:
+                Yb = Y[i0:i1]
+                np.matmul(Xb, Vd, out=Yb)
+                B += Yb.T @ Yb
+                C += Xb.T @ Yb
+        return B, C, G
+
+    parts = _run_pass(m, n, work)
+    B = sum(p[0] for p in parts) if V is not None else None
+    C = sum(p[1] for p in parts) if V is not None else None
+    G = sum(p[2] for p in parts) if gram else None
+    return Y, B, C, G
+
+
+def _spectrum_of_gram(G: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``q`` singular values and right singular vectors from a Gram matrix."""
+    n = G.shape[0]
+    q = max(1, min(q, n))
+    with _one_blas_thread():
+        if q >= n:
+            w, V = np.linalg.eigh(G)
+        else:
+            w, V = scipy.linalg.eigh(G, subset_by_index=(n - q, n - 1))
+    return np.sqrt(np.clip(w[::-1], 0.0, None)), np.ascontiguousarray(V[:, ::-1])
+
+
+def _ritz_finish(V, Y, B, C):
+    """Rayleigh-Ritz on ``span(V)`` and one power step from ``Y = X V``, ``B``, ``C``.
+
+    Returns the Ritz values (estimates of the top singular values of ``X``,
+    descending), ``X @ V_ritz``, the Ritz vectors ``V_ritz = V W`` and an
+    orthonormal basis of ``X.T X V_ritz`` (one power step, the subspace of the
+    next iteration): ``X.T (Y W) = C W`` needs no pass over X.
+    """
+    with _one_blas_thread():
         theta, W = np.linalg.eigh((B + B.T) / 2)
     theta, W = theta[::-1], np.ascontiguousarray(W[:, ::-1])
-    Y = Y @ W.astype(X.dtype, copy=False)
-    Z = (X.T @ Y).astype(np.float64)
+    XV = Y @ W.astype(Y.dtype, copy=False)
     with _one_blas_thread():
-        V_next, _ = np.linalg.qr(Z)
-    return np.sqrt(np.clip(theta, 0.0, None)), Y, V @ W, V_next
+        V_next, _ = np.linalg.qr(C @ W)
+    return np.sqrt(np.clip(theta, 0.0, None)), XV, V @ W, V_next
+
+
+def _gram_pass(M: np.ndarray) -> tuple[np.ndarray, float]:
+    """``(M.T @ M`` in float64, ``max |M_ij|)`` streamed by row blocks."""
+    m, n = M.shape
+
+    def work(r0, r1):
+        G = np.zeros((n, n))
+        mx = 0.0
+        for i0 in range(r0, r1, _PASS_BLOCK):
+            Mb = M[i0:min(i0 + _PASS_BLOCK, r1)]
+            Mb = Mb if Mb.dtype == np.float64 else Mb.astype(np.float64)
+            G += Mb.T @ Mb
+            mx = max(mx, float(np.abs(Mb).max()) if Mb.size else 0.0)
+        return G, mx
+
+    parts = _run_pass(m, n, work)
+    return sum(g for g, _ in parts), max(x for _, x in parts)
+
+
+def _product_pass(P: np.ndarray, Bt: np.ndarray) -> np.ndarray:
+    """``P @ Bt`` (m x n, dtype of ``P``) computed by row blocks in the workers."""
+    m, n = P.shape[0], Bt.shape[1]
+    out = np.empty((m, n), dtype=P.dtype)
+
+    def work(r0, r1):
+        for i0 in range(r0, r1, _PASS_BLOCK):
+            i1 = min(i0 + _PASS_BLOCK, r1)
+            np.matmul(P[i0:i1], Bt, out=out[i0:i1])
+
+    _run_pass(m, n, work)
+    return out
+
+
+def _lowrank_max_abs(M: np.ndarray, Vk: np.ndarray) -> float:
+    """``max |(M Vk Vk.T)_ij|`` streamed by row blocks."""
+    m, n = M.shape
+    Vd = np.ascontiguousarray(Vk.astype(M.dtype, copy=False))
+
+    def work(r0, r1):
+        out = 0.0
+        for i0 in range(r0, r1, _PASS_BLOCK):
+            i1 = min(i0 + _PASS_BLOCK, r1)
+            Lb = (M[i0:i1] @ Vd) @ Vd.T
+            out = max(out, float(np.abs(Lb).max()) if Lb.size else 0.0)
+        return out
+
+    return max(_run_pass(m, n, work))
+
+
+# --------------------------------------------------------------------------- AltProj
 
 
 def altproj(
@@ -443,166 +589,183 @@ def altproj(
         return _trivial(M, M.copy(), np.zeros_like(M))
     if r_max == 0:
         return _trivial(M, np.zeros_like(M), M.copy())
-    norm_m = float(np.linalg.norm(M))
-    if norm_m == 0.0:
-        return _trivial(M, np.zeros_like(M), np.zeros_like(M))
+    # BLAS stays single-threaded throughout: the heavy work runs in row passes, one
+    # worker thread per core, and multi-threaded BLAS calls in between would leave
+    # OpenBLAS threads spinning (for ~0.1 s) on the cores the next pass needs
+    with _one_blas_thread():
+        # Gram matrix, Frobenius norm and max |M_ij| in one pass
+        G, max_abs = _gram_pass(M)
+        norm_m = math.sqrt(max(float(np.trace(G)), 0.0))
+        if max_abs == 0.0:
+            return _trivial(M, np.zeros_like(M), np.zeros_like(M))
 
-    zeta_floor = 100.0 * float(np.finfo(dtype).eps) * _max_abs(M)
-    # fixed strided sample of rows (about 2e5 entries) for the noise estimate
-    stride = max(1, (m * n) // 200_000)
+        zeta_floor = 100.0 * float(np.finfo(dtype).eps) * max_abs
+        # fixed strided sample of rows (about 2e5 entries) for the noise estimate
+        stride = max(1, (m * n) // 200_000)
 
-    sample = M[::stride]
+        sample = M[::stride]
 
-    def noise_est(L: np.ndarray) -> np.ndarray:
-        # robust standard deviation of each column of M - L (median absolute deviation on
-        # a fixed sample of rows): the noise of a dm-dt pixel depends on the pixel, and
-        # pixels without counts have none
-        if noise_floor <= 0:
-            return np.zeros(n)
-        dev = np.abs(sample - L[::stride])
-        return noise_floor * 1.4826 * np.median(dev, axis=0)
+        def noise_est(P_k: np.ndarray, basis_k: np.ndarray) -> np.ndarray:
+            # robust standard deviation of each column of M - L (median absolute deviation on
+            # a fixed sample of rows; L = P_k basis_k^T): the noise of a dm-dt pixel depends on
+            # the pixel, and pixels without counts have none
+            if noise_floor <= 0:
+                return np.zeros(n)
+            dev = np.abs(sample - P_k[::stride] @ basis_k.T.astype(dtype, copy=False))
+            return noise_floor * 1.4826 * np.median(dev, axis=0)
 
-    def beta_est(l_max: float, sigma_1: float) -> float:
-        # beta bounds max|L_ij| / sigma_1(L), as the paper's mu^2 r / sqrt(mn) does for an
-        # incoherent L; measured on the rank-k iterate instead of assumed
-        if beta is not None:
-            return float(beta)
-        return beta_c * l_max / sigma_1 if sigma_1 > 0 else 0.0
+        def beta_est(l_max: float, sigma_1: float) -> float:
+            # beta bounds max|L_ij| / sigma_1(L), as the paper's mu^2 r / sqrt(mn) does for an
+            # incoherent L; measured on the rank-k iterate instead of assumed
+            if beta is not None:
+                return float(beta)
+            return beta_c * l_max / sigma_1 if sigma_1 > 0 else 0.0
 
-    def next_rank(sig: np.ndarray, k: int) -> int:
-        above = np.nonzero(sig[k:r_max] >= rank_ratio * sig[k])[0]
-        return k + int(above[-1]) + 1
+        def next_rank(sig: np.ndarray, k: int) -> int:
+            above = np.nonzero(sig[k:r_max] >= rank_ratio * sig[k])[0]
+            return k + int(above[-1]) + 1
 
-    q_gram = min(n, r_max + max(oversample, 1))
-    hist: dict[str, list[float]] = {
-        "rank": [],
-        "threshold": [],
-        "rel_change": [],
-        "rel_residual": [],
-        "objective": [],
-    }
-    stats = np.empty((m, 6))
+        q_gram = min(n, r_max + max(oversample, 1))
+        hist: dict[str, list[float]] = {
+            "rank": [],
+            "threshold": [],
+            "rel_change": [],
+            "rel_residual": [],
+            "objective": [],
+        }
+        stats = np.empty((m, 6))
 
-    # initialisation (Algorithm 1, lines 1-2): L = 0, S = H_{beta sigma_1(M)}(M)
-    sigma, V = _spectrum(M, q_gram)
-    k_init = r_max if rank is not None else next_rank(sigma, 0)
-    S = np.zeros_like(M)
-    X = np.empty_like(M)  # holds L, then M - S
-    _project(M, V[:, :k_init], None, out=X)  # rank-k_init approximation of M, for beta
-    l_max = _max_abs(X)
-    zeta = max(beta_est(l_max, float(sigma[0])) * float(sigma[0]), zeta_floor)
-    X[...] = 0
-    _hard_threshold_step(M, X, S, zeta, stats)
+        # initialisation (Algorithm 1, lines 1-2): L = 0, S = H_{beta sigma_1(M)}(M)
+        sigma, V = _spectrum_of_gram(G, q_gram)
+        k_init = r_max if rank is not None else next_rank(sigma, 0)
+        S = np.empty_like(M)  # every entry is written by the first pass
+        l_max = _lowrank_max_abs(M, V[:, :k_init])  # of the rank-k_init approximation, for beta
+        zeta = max(beta_est(l_max, float(sigma[0])) * float(sigma[0]), zeta_floor)
+        zeta_all = np.full(n, zeta, dtype=dtype)
+        # the pass also multiplies M - S by V: the first stage's Rayleigh-Ritz step
+        pre = (V, _threshold_pass(M, S, np.zeros((m, 0), dtype), np.zeros((n, 0)), zeta_all,
+                                  stats, V))
 
-    k = 0
-    t = 0
-    n_iter = 0
-    converged = False
-    final = False
-    P = np.zeros((m, 0), dtype=dtype)
-    Vk = V[:, :0]
-    norm_prev = 0.0
-    stage_iter = 0
-    frozen: tuple[float, np.ndarray] | None = None
-    zeta_cols = np.full(n, zeta)
-    s_next_prev = math.inf
-    exact_before = False
-    objective_prev = math.inf
-    while n_iter < max_iter:
-        ritz = None
-        if stage_iter == 0:
-            # ---- start of a stage: spectrum of M - S, then the stage's rank
-            if V.shape[1] >= q_gram and 4 * q_gram <= n:
-                # the warm subspace is wide enough (first stage, after the exact spectrum
-                # of M): its Ritz values replace a second Gram eigen-decomposition
-                ritz = _ritz_step(X, V)
-                sigma = ritz[0]
+        def ritz_of(V_: np.ndarray):
+            # Rayleigh-Ritz + power step on span(V_) for X = M - S, from the products the
+            # last pass made when it used this V_, else from a new pass
+            if pre is not None and pre[0] is V_ and pre[1] is not None:
+                return _ritz_finish(V_, *pre[1])
+            Y, B, C, _ = _diff_products(M, S, V=V_)
+            return _ritz_finish(V_, Y, B, C)
+
+        k = 0
+        t = 0
+        n_iter = 0
+        converged = False
+        final = False
+        P = np.zeros((m, 0), dtype=dtype)
+        Vk = V[:, :0]
+        norm_prev = 0.0
+        stage_iter = 0
+        frozen: tuple[float, np.ndarray] | None = None
+        zeta_cols = np.full(n, zeta)
+        s_next_prev = math.inf
+        exact_before = False
+        objective_prev = math.inf
+        while n_iter < max_iter:
+            ritz = None
+            if stage_iter == 0:
+                # ---- start of a stage: spectrum of M - S, then the stage's rank
+                if V.shape[1] >= q_gram and 4 * q_gram <= n:
+                    # the warm subspace is wide enough (first stage, after the exact spectrum
+                    # of M): its Ritz values replace a second Gram eigen-decomposition
+                    ritz = ritz_of(V)
+                    sigma = ritz[0]
+                else:
+                    sigma, V = _spectrum_of_gram(_diff_products(M, S, gram=True)[3], q_gram)
+                if (k >= r_max or sigma[k] == 0
+                        or (rank is None and sigma[k] <= rank_tol * sigma[0])):
+                    final = True
+                    if k == 0:
+                        converged = True  # nothing low-rank is left: M is all sparse
+                        break
+                else:
+                    k = next_rank(sigma, k)
+                    final = k >= r_max
+                    t = 0
+                V = V[:, : min(n, k + oversample)]
+            if ritz is not None:
+                sigma, XV, Vr, V = ritz
+                V = V[:, : min(n, k + oversample)]
+                basis = Vr[:, :k]
+            elif frozen is None:
+                # ---- spectrum of M - S in span(V) (exact after a Gram step), power step for later
+                sigma, XV, Vr, V = ritz_of(V)
+                basis = Vr[:, :k]
             else:
-                sigma, V = _spectrum(X, q_gram)
-            if k >= r_max or sigma[k] == 0 or (rank is None and sigma[k] <= rank_tol * sigma[0]):
-                final = True
-                if k == 0:
-                    converged = True  # nothing low-rank is left: M is all sparse
+                # ---- fixed threshold: exact P_k, so that the objective cannot go up
+                sigma, Vr = _spectrum_of_gram(_diff_products(M, S, gram=True)[3], min(n, k + 1))
+                basis = Vr[:, :k]
+                XV = _diff_products(M, S, V=basis)[0]
+            # ---- one iteration (Algorithm 1, lines 5-7): L = P_k(M - S) = P_new basis^T
+            s_next = float(sigma[k]) if k < len(sigma) else 0.0
+            P_new = np.ascontiguousarray(XV[:, :k])
+            if frozen is None:
+                decay = 0.5**t * float(sigma[k - 1])
+                # max|L_ij| of the previous iterate (the element-wise pass measures it), which
+                # saves a pass over L; sigma_1 of the current one
+                zeta = max(beta_est(l_max, float(sigma[0])) * (s_next + decay), zeta_floor)
+                zeta_cols = np.maximum(zeta, noise_est(P_new, basis))
+                if final and decay <= s_next:
+                    # the last stage's threshold has reached its floor: keep it fixed, so that
+                    # the iteration minimises ||M - L - S||^2 + sum zeta_j^2 ||S_j||_0 monotonically
+                    frozen = (zeta, zeta_cols)
+            else:
+                zeta, zeta_cols = frozen
+            # ||L_new - L_old||_F from the factors (L = P B^T with orthonormal B)
+            norm_new = float(np.linalg.norm(P_new)) ** 2
+            cross = float(np.sum((P.T @ P_new) * (basis.T @ Vk).T)) if P.shape[1] else 0.0
+            diff2 = max(norm_new + norm_prev - 2.0 * cross, 0.0)
+            rel_change = math.sqrt(diff2 / norm_new) if norm_new > 0 else 0.0
+            P, Vk, norm_prev = P_new, basis.copy(), norm_new
+            # S = H_zeta(M - L); unless the threshold is now fixed (exact spectra from then
+            # on), the same pass prepares the next Rayleigh-Ritz step on span(V)
+            V_pre = V if frozen is None else None
+            pre = (V_pre, _threshold_pass(M, S, P, Vk, np.ascontiguousarray(zeta_cols, dtype=dtype),
+                                          stats, V_pre))
+            l_max = float(stats[:, 4].max())
+            n_iter += 1
+            t += 1
+            stage_iter += 1
+            rel_res = math.sqrt(float(stats[:, 1].sum())) / norm_m
+            hist["rank"].append(k)
+            hist["threshold"].append(zeta)
+            hist["rel_change"].append(rel_change)
+            hist["rel_residual"].append(rel_res)
+            at_floor = 0.5**t * sigma[k - 1] <= s_next
+            objective = float(stats[:, 1].sum()) + float(stats[:, 5].sum())
+            hist["objective"].append(objective)
+            if final:
+                # with a fixed threshold and exact projections each step minimises
+                # ||M - L - S||^2 + zeta^2 ||S||_0: stop when it no longer decreases
+                stalled = exact_before and objective_prev - objective <= tol * objective_prev
+                if rel_res <= tol or (at_floor and rel_change <= tol) or stalled:
+                    converged = True
                     break
-            else:
-                k = next_rank(sigma, k)
-                final = k >= r_max
-                t = 0
-            V = V[:, : min(n, k + oversample)]
-        if ritz is not None:
-            sigma, XV, Vr, V = ritz
-            V = V[:, : min(n, k + oversample)]
-            basis = Vr[:, :k]
-        elif frozen is None:
-            # ---- spectrum of M - S in span(V) (exact after a Gram step), power step for later
-            sigma, XV, Vr, V = _ritz_step(X, V)
-            basis = Vr[:, :k]
-        else:
-            # ---- fixed threshold: exact P_k, so that the objective cannot go up
-            sigma, Vr = _spectrum(X, min(n, k + 1))
-            basis = Vr[:, :k]
-            XV = X @ basis.astype(dtype, copy=False)
-        # ---- one iteration (Algorithm 1, lines 5-7)
-        s_next = float(sigma[k]) if k < len(sigma) else 0.0
-        P_new = XV[:, :k]
-        np.matmul(P_new, basis.T.astype(dtype, copy=False), out=X)  # X holds L = P_k(M - S)
-        if frozen is None:
-            decay = 0.5**t * float(sigma[k - 1])
-            # max|L_ij| of the previous iterate (the element-wise pass measures it), which
-            # saves a pass over L; sigma_1 of the current one
-            zeta = max(beta_est(l_max, float(sigma[0])) * (s_next + decay), zeta_floor)
-            zeta_cols = np.maximum(zeta, noise_est(X))
-            if final and decay <= s_next:
-                # the last stage's threshold has reached its floor: keep it fixed, so that
-                # the iteration minimises ||M - L - S||^2 + sum zeta_j^2 ||S_j||_0 monotonically
-                frozen = (zeta, zeta_cols)
-        else:
-            zeta, zeta_cols = frozen
-        # ||L_new - L_old||_F from the factors (L = P B^T with orthonormal B)
-        norm_new = float(np.linalg.norm(P_new)) ** 2
-        cross = float(np.sum((P.T @ P_new) * (basis.T @ Vk).T)) if P.shape[1] else 0.0
-        diff2 = max(norm_new + norm_prev - 2.0 * cross, 0.0)
-        rel_change = math.sqrt(diff2 / norm_new) if norm_new > 0 else 0.0
-        P, Vk, norm_prev = P_new, basis.copy(), norm_new
-        _hard_threshold_step(M, X, S, zeta_cols, stats)
-        l_max = float(stats[:, 4].max())
-        n_iter += 1
-        t += 1
-        stage_iter += 1
-        rel_res = math.sqrt(float(stats[:, 1].sum())) / norm_m
-        hist["rank"].append(k)
-        hist["threshold"].append(zeta)
-        hist["rel_change"].append(rel_change)
-        hist["rel_residual"].append(rel_res)
-        at_floor = 0.5**t * sigma[k - 1] <= s_next
-        objective = float(stats[:, 1].sum()) + float(stats[:, 5].sum())
-        hist["objective"].append(objective)
-        if final:
-            # with a fixed threshold and exact projections each step minimises
-            # ||M - L - S||^2 + zeta^2 ||S||_0: stop when it no longer decreases
-            stalled = exact_before and objective_prev - objective <= tol * objective_prev
-            if rel_res <= tol or (at_floor and rel_change <= tol) or stalled:
-                converged = True
-                break
-            exact_before = frozen is not None and zeta_cols is frozen[1]
-            objective_prev = objective
-        elif (
-            (at_floor and abs(s_next - s_next_prev) <= _FLOOR_RTOL * s_next)
-            or rel_res <= tol
-            or stage_iter >= _STAGE_MAX_ITER
-        ):
-            # the threshold has reached its floor beta sigma_{k+1}, and sigma_{k+1} no longer
-            # falls (corruptions still being removed would make it fall): next stage
-            stage_iter = 0
-        s_next_prev = s_next
+                exact_before = frozen is not None and zeta_cols is frozen[1]
+                objective_prev = objective
+            elif (
+                (at_floor and abs(s_next - s_next_prev) <= _FLOOR_RTOL * s_next)
+                or rel_res <= tol
+                or stage_iter >= _STAGE_MAX_ITER
+            ):
+                # the threshold has reached its floor beta sigma_{k+1}, and sigma_{k+1} no longer
+                # falls (corruptions still being removed would make it fall): next stage
+                stage_iter = 0
+            s_next_prev = s_next
 
-    # L consistent with the final S: S = H_zeta(M - L), L = P Vk^T
-    L = X  # reuse the buffer, which holds M - S
-    np.matmul(P, Vk.T.astype(dtype, copy=False), out=L)
-    U, s, Vt = _svd_factors(P, Vk)
-    res = RPCAResult(L, S, int(Vk.shape[1]), n_iter, converged, U, s, Vt, float(zeta), hist)
-    res.column_thresholds = zeta_cols
-    return res
+        # L consistent with the final S: S = H_zeta(M - L), L = P Vk^T
+        L = _product_pass(P, Vk.T.astype(dtype))
+        U, s, Vt = _svd_factors(P, Vk)
+        res = RPCAResult(L, S, int(Vk.shape[1]), n_iter, converged, U, s, Vt, float(zeta), hist)
+        res.column_thresholds = zeta_cols
+        return res
 
 
 # --------------------------------------------------------------------------- PCP
