@@ -24,6 +24,7 @@ place on four ``m x n`` arrays.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -351,12 +352,13 @@ def _run_pass(m: int, n: int, work):
     ranges = [(int(bounds[i]), int(bounds[i + 1])) for i in range(w)]
     if w == 1:
         return [work(*ranges[0])]
-    if _POOL is None or _POOL._max_workers < w:
+    # a pool inherited through fork() has no threads: make a new one in a new process
+    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1]._max_workers < w:
         from concurrent.futures import ThreadPoolExecutor
 
-        _POOL = ThreadPoolExecutor(max_workers=w, thread_name_prefix="lcpipe-rpca")
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=w, thread_name_prefix="lcpipe-rpca"))
     with _one_blas_thread():
-        return list(_POOL.map(lambda r: work(*r), ranges))
+        return list(_POOL[1].map(lambda r: work(*r), ranges))
 
 
 def _threshold_pass(M, S, P, basis, zeta, stats, V):

@@ -258,3 +258,53 @@ def test_altproj_noisy_data_noise_not_declared_sparse(rng):
     found, true = est.sparse_ != 0, S0 != 0
     assert np.mean(found[true]) > 0.99  # corruptions found
     assert np.mean(found[~true]) < 0.005  # Gaussian noise beyond 3 sigma: 0.27 %
+
+
+# ------------------------------------------------------------------ streamed AltProj passes
+
+
+def test_altproj_row_passes_agree_across_thread_counts_and_blocks(monkeypatch):
+    """The row-block passes (threads, block size) change only the rounding of sums."""
+    import numba
+
+    L0, S0 = planted(np.random.default_rng(7), 1500, 200, 6)
+    M = L0 + S0
+    ref = AltProj(rank=6).fit(M)
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = AltProj(rank=6).fit(M)
+    finally:
+        numba.set_num_threads(threads)
+    monkeypatch.setattr(_rpca_impl, "_PASS_BLOCK", 37)
+    odd = AltProj(rank=6).fit(M)
+    for other in (one, odd):
+        assert other.n_iter_ == ref.n_iter_
+        np.testing.assert_array_equal(other.sparse_ != 0, ref.sparse_ != 0)
+        assert (np.linalg.norm(other.low_rank_ - ref.low_rank_)
+                < 1e-9 * np.linalg.norm(ref.low_rank_))
+    assert np.linalg.norm(ref.low_rank_ - L0) < 1e-3 * np.linalg.norm(L0)
+
+
+def _fit_in_child(M, q):
+    q.put(int(AltProj(rank=4).fit(M).rank_))
+
+
+def test_altproj_works_in_a_forked_child():
+    """The worker pool of the parent does not survive fork(): the child makes its own."""
+    import multiprocessing as mp
+
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    L0, S0 = planted(np.random.default_rng(8), 1200, 200, 4)
+    M = L0 + S0
+    AltProj(rank=4).fit(M)  # the parent's pool exists now
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_fit_in_child, args=(M, q))
+    p.start()
+    p.join(timeout=120)
+    if p.is_alive():
+        p.kill()
+        pytest.fail("AltProj hung in a forked child")
+    assert p.exitcode == 0 and q.get(timeout=5) == 4
