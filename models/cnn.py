@@ -290,9 +290,9 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
     validation_fraction : float, default=0.15
         Fraction of each class held out (stratified) to monitor the loss for
         early stopping and learning-rate reduction. 0 disables both.
-    patience : int, default=6
+    patience : int, default=4
         Early-stopping patience [epochs].
-    lr_patience : int, default=3
+    lr_patience : int, default=2
         Epochs without improvement before the learning rate is multiplied by
         ``lr_factor``.
     lr_factor : float, default=0.5
@@ -351,8 +351,8 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
         batch_size: int = 64,
         learning_rate: float = 1e-3,
         validation_fraction: float = 0.15,
-        patience: int = 6,
-        lr_patience: int = 3,
+        patience: int = 4,
+        lr_patience: int = 2,
         lr_factor: float = 0.5,
         class_weight: str | None = "balanced",
         max_class_weight: float | None = 10.0,

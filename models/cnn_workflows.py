@@ -56,7 +56,7 @@ class CNNTrainConfig:
     batch_size : int, default=64
     learning_rate : float, default=1e-3
     validation_fraction : float, default=0.15
-    patience : int, default=6
+    patience : int, default=4
     max_class_weight : float, default=10.0
         Cap of the balanced class weights.
     seed : int, default=0
@@ -69,7 +69,7 @@ class CNNTrainConfig:
     batch_size: int = 64
     learning_rate: float = 1e-3
     validation_fraction: float = 0.15
-    patience: int = 6
+    patience: int = 4
     max_class_weight: float = 10.0
     seed: int = 0
     augment_fraction: tuple[float, float] = (0.4, 0.9)

@@ -25,8 +25,8 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=int, default=30, help="maximum epochs (default 30)")
     g.add_argument("--batch-size", type=int, default=64, help="default 64")
     g.add_argument("--learning-rate", type=float, default=1e-3, help="Adam, default 1e-3")
-    g.add_argument("--patience", type=int, default=6,
-                   help="early-stopping patience in epochs (default 6)")
+    g.add_argument("--patience", type=int, default=4,
+                   help="early-stopping patience in epochs (default 4)")
     g.add_argument("--max-class-weight", type=float, default=10.0,
                    help="cap of the balanced class weights (default 10)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
