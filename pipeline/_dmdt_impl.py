@@ -115,23 +115,25 @@ def _count_series_lut(t, m, start, end, dt_lo, dt_hi, mb, mn, inv_w, off, dm_cli
                 continue
             ti = t[i]
             mi = m[i]
+            mv = m[j0:j1]  # slices index from 0: no negative-index wraparound per access
+            tv = t[j0:j1]
             cnt = j1 - j0
             # pass 1 (branch-free): flat (dm, dt) bin index of every pair of the row tile
             if clip:
                 for q in range(cnt):
-                    dm = m[j0 + q] - mi
+                    dm = mv[q] - mi
                     c = _low32(min(max(dm, -dm_clip), dm_clip) * inv_w + off)
                     bm = mb[c] + np.int32(dm >= mn[c])
-                    dt = t[j0 + q] - ti
+                    dt = tv[q] - ti
                     d = np.uint64(_f64_bits(dt)) >> ush
                     bt = tb[d] + np.int32(dt >= tn[d])
                     buf[q] = np.uint32(bm * w + bt)
             else:  # the table spans every dm of the batch: no clip
                 for q in range(cnt):
-                    dm = m[j0 + q] - mi
+                    dm = mv[q] - mi
                     c = _low32(dm * inv_w + off)
                     bm = mb[c] + np.int32(dm >= mn[c])
-                    dt = t[j0 + q] - ti
+                    dt = tv[q] - ti
                     d = np.uint64(_f64_bits(dt)) >> ush
                     bt = tb[d] + np.int32(dt >= tn[d])
                     buf[q] = np.uint32(bm * w + bt)
