@@ -276,7 +276,7 @@ def _lookup(dm_edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]
         raise ConfigError("dm edges too unevenly spaced for the lookup table "
                           f"({ncell} cells); use method='numpy'")
     width = (hi - lo) / ncell
-    ext = np.concatenate([[-np.inf], dm_edges[:-1], [np.nextafter(hi, np.inf)], [np.inf]])
+    ext = _extended(dm_edges)
     left = lo + width * (np.arange(ncell) - 2 * _BIAS)  # a hair low: table never too high
     inner = np.maximum(np.searchsorted(ext, left, side="right") - 1, 1)
     lut = np.concatenate([[0], inner, [len(ext) - 2]]).astype(np.int64)

@@ -146,26 +146,6 @@ def _diff_block(M, S, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _maxabs_rows(A, out, i0, i1):  # pragma: no cover - compiled
-    n = A.shape[1]
-    for i in range(i0, i1):
-        v = 0.0
-        for j in range(n):
-            a = abs(A[i, j])
-            if a > v:
-                v = a
-        out[i] = v
-
-
-@njit(parallel=True, cache=True)
-def _maxabs_parallel(A, out, block):  # pragma: no cover - compiled
-    m = A.shape[0]
-    nb = (m + block - 1) // block
-    for b in prange(nb):
-        _maxabs_rows(A, out, b * block, min(m, (b + 1) * block))
-
-
-@njit(cache=True)
 def _pcp_rows(M, LT, S, Y, mu, mu_next, lam, stats, i0, i1):  # pragma: no cover - compiled
     n = M.shape[1]
     tau = lam / mu
@@ -205,16 +185,6 @@ def _pcp_parallel(M, LT, S, Y, mu, mu_next, lam, stats, block):  # pragma: no co
 
 def _use_threads(A: np.ndarray) -> bool:
     return A.size >= _PARALLEL_MIN_SIZE
-
-
-def _max_abs(A: np.ndarray) -> float:
-    """``max |A_ij|`` (deterministic)."""
-    out = np.zeros(A.shape[0])
-    if _use_threads(A):
-        _maxabs_parallel(A, out, _ROW_BLOCK)
-    else:
-        _maxabs_rows(A, out, 0, A.shape[0])
-    return float(out.max()) if len(out) else 0.0
 
 
 def _pcp_step(M, LT, S, Y, mu, mu_next, lam, stats) -> None:
@@ -268,7 +238,11 @@ def _spectrum(X: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
     Uses the eigen-decomposition of the ``n x n`` Gram matrix, so its cost is
     one ``m n^2`` syrk plus an ``n^3`` eigensolver, whatever ``q``.
     """
-    G = _gram(X)
+    return _spectrum_of_gram(_gram(X), q)
+
+
+def _spectrum_of_gram(G: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``q`` singular values and right singular vectors from a Gram matrix."""
     n = G.shape[0]
     q = max(1, min(q, n))
     with _one_blas_thread():
@@ -276,9 +250,7 @@ def _spectrum(X: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
             w, V = np.linalg.eigh(G)
         else:
             w, V = scipy.linalg.eigh(G, subset_by_index=(n - q, n - 1))
-    w = w[::-1]
-    V = np.ascontiguousarray(V[:, ::-1])
-    return np.sqrt(np.clip(w, 0.0, None)), V
+    return np.sqrt(np.clip(w[::-1], 0.0, None)), np.ascontiguousarray(V[:, ::-1])
 
 
 def _project(X: np.ndarray, V: np.ndarray, weights: np.ndarray | None, out: np.ndarray):
@@ -361,57 +333,25 @@ def _run_pass(m: int, n: int, work):
         return list(_POOL[1].map(lambda r: work(*r), ranges))
 
 
-def _threshold_pass(M, S, P, basis, zeta, stats, V):
-    """One AltProj sparse update with ``L = P @ basis.T``, streamed by row blocks.
+def _stream_pass(M, S, V=None, gram=False, threshold=None):
+    """One pass over row blocks of ``X = M - S``; X is never stored.
 
-    Writes ``S = H_zeta(M - L)`` and ``stats`` (see :func:`_ht_block`). If ``V``
-    (n x q) is given, also returns ``(Y, B, C)`` with ``X = M - S``: ``Y = X V``,
-    ``B = Y.T Y`` and ``C = X.T Y`` -- the products the next Rayleigh-Ritz and
-    power step need -- computed while each block is in cache. Else returns None.
-    """
-    m, n = M.shape
-    dtype = M.dtype
-    bt = np.ascontiguousarray(basis.T.astype(dtype, copy=False))
-    Vd = None if V is None else np.ascontiguousarray(V.astype(dtype, copy=False))
-    q = 0 if V is None else V.shape[1]
-    Y = None if V is None else np.empty((m, q), dtype=dtype)
-
-    def work(r0, r1):
-        buf = np.empty((_PASS_BLOCK, n), dtype=dtype)
-        B = np.zeros((q, q))
-        C = np.zeros((n, q))
-        for i0 in range(r0, r1, _PASS_BLOCK):
-            i1 = min(i0 + _PASS_BLOCK, r1)
-            Lb = buf[: i1 - i0]
-            if bt.shape[0]:
-                np.matmul(P[i0:i1], bt, out=Lb)
-            else:
-                Lb[...] = 0
-            _ht_block(M[i0:i1], Lb, S[i0:i1], zeta, stats[i0:i1])
-            if Vd is not None:
-                Yb = Y[i0:i1]
-                np.matmul(Lb, Vd, out=Yb)  # Lb now holds X = M - S
-                B += Yb.T @ Yb
-                C += Lb.T @ Yb
-        return B, C
-
-    parts = _run_pass(m, n, work)
-    if V is None:
-        return None
-    return Y, sum(b for b, _ in parts), sum(c for _, c in parts)
-
-
-def _diff_products(M, S, V=None, gram=False):
-    """Products of ``X = M - S`` streamed by row blocks (X is never stored).
-
-    Returns ``(Y, B, C, G)``: with ``V``, ``Y = X V``, ``B = Y.T Y``, ``C = X.T Y``;
-    with ``gram``, ``G = X.T X`` (float64); None where not asked.
+    With ``threshold = (P, basis, zeta, stats)`` the pass first makes the AltProj
+    sparse update with ``L = P @ basis.T``: ``S = H_zeta(M - L)`` and ``stats``
+    (see :func:`_ht_block`); else it reads ``S``. Then, while each block of X is
+    in cache, it accumulates what was asked: with ``V`` (n x q), ``Y = X V``,
+    ``B = Y.T Y`` and ``C = X.T Y`` (the products of the next Rayleigh-Ritz and
+    power step); with ``gram``, ``G = X.T X`` in float64. Returns ``(Y, B, C, G)``,
+    None where not asked.
     """
     m, n = M.shape
     dtype = M.dtype
     Vd = None if V is None else np.ascontiguousarray(V.astype(dtype, copy=False))
     q = 0 if V is None else V.shape[1]
     Y = None if V is None else np.empty((m, q), dtype=dtype)
+    if threshold is not None:
+        P, basis, zeta, stats = threshold
+        bt = np.ascontiguousarray(basis.T.astype(dtype, copy=False))
 
     def work(r0, r1):
         buf = np.empty((_PASS_BLOCK, n), dtype=dtype)
@@ -421,9 +361,17 @@ def _diff_products(M, S, V=None, gram=False):
         for i0 in range(r0, r1, _PASS_BLOCK):
             i1 = min(i0 + _PASS_BLOCK, r1)
             Xb = buf[: i1 - i0]
-            _diff_block(M[i0:i1], S[i0:i1], Xb)
+            if threshold is None:
+                _diff_block(M[i0:i1], S[i0:i1], Xb)
+            else:
+                if bt.shape[0]:
+                    np.matmul(P[i0:i1], bt, out=Xb)
+                else:
+                    Xb[...] = 0
+                _ht_block(M[i0:i1], Xb, S[i0:i1], zeta, stats[i0:i1])  # Xb: L -> M - S
             if gram:
-                G += Xb.T @ Xb
+                X64 = Xb if dtype == np.float64 else Xb.astype(np.float64)
+                G += X64.T @ X64
             if Vd is not None:
                 Yb = Y[i0:i1]
                 np.matmul(Xb, Vd, out=Yb)
@@ -436,18 +384,6 @@ def _diff_products(M, S, V=None, gram=False):
     C = sum(p[1] for p in parts) if V is not None else None
     G = sum(p[2] for p in parts) if gram else None
     return Y, B, C, G
-
-
-def _spectrum_of_gram(G: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``q`` singular values and right singular vectors from a Gram matrix."""
-    n = G.shape[0]
-    q = max(1, min(q, n))
-    with _one_blas_thread():
-        if q >= n:
-            w, V = np.linalg.eigh(G)
-        else:
-            w, V = scipy.linalg.eigh(G, subset_by_index=(n - q, n - 1))
-    return np.sqrt(np.clip(w[::-1], 0.0, None)), np.ascontiguousarray(V[:, ::-1])
 
 
 def _ritz_finish(V, Y, B, C):
@@ -645,16 +581,15 @@ def altproj(
         zeta = max(beta_est(l_max, float(sigma[0])) * float(sigma[0]), zeta_floor)
         zeta_all = np.full(n, zeta, dtype=dtype)
         # the pass also multiplies M - S by V: the first stage's Rayleigh-Ritz step
-        pre = (V, _threshold_pass(M, S, np.zeros((m, 0), dtype), np.zeros((n, 0)), zeta_all,
-                                  stats, V))
+        pre = (V, _stream_pass(M, S, V=V, threshold=(np.zeros((m, 0), dtype), np.zeros((n, 0)),
+                                                    zeta_all, stats))[:3])
 
         def ritz_of(V_: np.ndarray):
             # Rayleigh-Ritz + power step on span(V_) for X = M - S, from the products the
             # last pass made when it used this V_, else from a new pass
-            if pre is not None and pre[0] is V_ and pre[1] is not None:
+            if pre is not None and pre[0] is V_ and pre[1][0] is not None:
                 return _ritz_finish(V_, *pre[1])
-            Y, B, C, _ = _diff_products(M, S, V=V_)
-            return _ritz_finish(V_, Y, B, C)
+            return _ritz_finish(V_, *_stream_pass(M, S, V=V_)[:3])
 
         k = 0
         t = 0
@@ -680,7 +615,7 @@ def altproj(
                     ritz = ritz_of(V)
                     sigma = ritz[0]
                 else:
-                    sigma, V = _spectrum_of_gram(_diff_products(M, S, gram=True)[3], q_gram)
+                    sigma, V = _spectrum_of_gram(_stream_pass(M, S, gram=True)[3], q_gram)
                 if (k >= r_max or sigma[k] == 0
                         or (rank is None and sigma[k] <= rank_tol * sigma[0])):
                     final = True
@@ -702,9 +637,9 @@ def altproj(
                 basis = Vr[:, :k]
             else:
                 # ---- fixed threshold: exact P_k, so that the objective cannot go up
-                sigma, Vr = _spectrum_of_gram(_diff_products(M, S, gram=True)[3], min(n, k + 1))
+                sigma, Vr = _spectrum_of_gram(_stream_pass(M, S, gram=True)[3], min(n, k + 1))
                 basis = Vr[:, :k]
-                XV = _diff_products(M, S, V=basis)[0]
+                XV = _stream_pass(M, S, V=basis)[0]
             # ---- one iteration (Algorithm 1, lines 5-7): L = P_k(M - S) = P_new basis^T
             s_next = float(sigma[k]) if k < len(sigma) else 0.0
             P_new = np.ascontiguousarray(XV[:, :k])
@@ -729,8 +664,8 @@ def altproj(
             # S = H_zeta(M - L); unless the threshold is now fixed (exact spectra from then
             # on), the same pass prepares the next Rayleigh-Ritz step on span(V)
             V_pre = V if frozen is None else None
-            pre = (V_pre, _threshold_pass(M, S, P, Vk, np.ascontiguousarray(zeta_cols, dtype=dtype),
-                                          stats, V_pre))
+            zeta_d = np.ascontiguousarray(zeta_cols, dtype=dtype)
+            pre = (V_pre, _stream_pass(M, S, V=V_pre, threshold=(P, Vk, zeta_d, stats))[:3])
             l_max = float(stats[:, 4].max())
             n_iter += 1
             t += 1
