@@ -9,17 +9,18 @@ not counted.
 Backends
 --------
 numba
-    Compiled kernel (default). Per pair, branch-free: the dm bin comes from a
-    lookup table on a uniform grid of cells at most half as wide as the
-    narrowest dm bin, the dt bin from a lookup table indexed by the top bits of
-    dt's IEEE-754 representation (a piecewise-logarithmic grid that is exact
-    and needs no logarithm); each table gives the bin of its cell's left side
-    (the dm index biased low, so never too high) plus the next edge, and one
-    exact float64 comparison per axis moves across the single edge a cell can
-    hold. A first pass writes the pairs' bin indices of a row tile, a second
-    scatters them into four interleaved int32 sub-histograms that stay in L1
-    cache. Edges whose dt grid would need a finer than 1/1024-octave table fall
-    back to a pointer kernel (one forward-moving pointer per dt edge).
+    Compiled kernel (default). Per pair, both bins by table lookup: the dm cell
+    on a uniform grid of cells at most 2**-10 mag wide (and at most half the
+    narrowest dm bin), the dt cell from the top bits of dt's IEEE-754
+    representation (a piecewise-logarithmic grid that is exact and needs no
+    logarithm). Cells that hold no edge give their bin directly (fast int16
+    tables); cells that hold an edge give a negative sentinel, and those rare
+    pairs take the exact path: the bin of the cell's lower end plus one exact
+    float64 comparison with the single edge the cell can hold. A first pass
+    writes the pairs' bin indices of a row tile, a second scatters them into
+    four interleaved int32 sub-histograms that stay in L1 cache. Edges whose dt
+    grid would need a finer than 1/1024-octave table fall back to a pointer
+    kernel (one forward-moving pointer per dt edge).
 numpy
     Plain ``np.histogram2d`` of all pairs, one series at a time (reference).
 light-curve
@@ -77,13 +78,14 @@ def _low32(x):
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"contract"})
-def _count_series_lut(t, m, start, end, dt_lo, dt_hi, mb, mn, inv_w, off, dm_clip, clip, tb, tn,
-                      tsh, jlo, jhi, sub, buf, out):
+def _count_series_lut(t, m, start, end, dt_lo, dt_hi, mb, mn, fm, inv_w, off, dm_clip, clip, tb, tn,
+                      ft, tsh, jlo, jhi, sub, buf, out):
     """Count pairs of one series into ``out`` (n_dm, n_dt); jlo, jhi, sub, buf are scratch.
 
-    mb/mn: dm table (extended bin of the cell's left side, next edge), cell of dm
+    mb/mn: dm table (extended bin of the cell's lower end, next edge), cell of dm
     = _low32(dm * inv_w + off), dm first clipped to +-dm_clip if ``clip``; tb/tn:
-    dt table indexed by bits(dt) >> tsh.
+    dt table indexed by bits(dt) >> tsh; fm/ft: fast tables (flat-index parts, or a
+    negative sentinel for cells that hold an edge).
     """
     n_dm, n_dt = out.shape
     w = n_dt + 2
@@ -118,7 +120,7 @@ def _count_series_lut(t, m, start, end, dt_lo, dt_hi, mb, mn, inv_w, off, dm_cli
             mv = m[j0:j1]  # slices index from 0: no negative-index wraparound per access
             tv = t[j0:j1]
             cnt = j1 - j0
-            # pass 1 (branch-free): flat (dm, dt) bin index of every pair of the row tile
+            # pass 1: flat (dm, dt) bin index of every pair of the row tile
             if clip:
                 for q in range(cnt):
                     dm = mv[q] - mi
@@ -132,11 +134,14 @@ def _count_series_lut(t, m, start, end, dt_lo, dt_hi, mb, mn, inv_w, off, dm_cli
                 for q in range(cnt):
                     dm = mv[q] - mi
                     c = _low32(dm * inv_w + off)
-                    bm = mb[c] + np.int32(dm >= mn[c])
                     dt = tv[q] - ti
                     d = np.uint64(_f64_bits(dt)) >> ush
-                    bt = tb[d] + np.int32(dt >= tn[d])
-                    buf[q] = np.uint32(bm * w + bt)
+                    v = np.int32(fm[c]) + np.int32(ft[d])
+                    if v < 0:  # a cell near an edge (rare): one exact compare per axis
+                        bm = mb[c] + np.int32(dm >= mn[c])
+                        bt = tb[d] + np.int32(dt >= tn[d])
+                        v = bm * w + bt
+                    buf[q] = np.uint32(v)
             # pass 2: scatter into four interleaved sub-histograms (no store-to-load chains)
             c4 = cnt & ~3
             for q in range(0, c4, 4):
@@ -157,8 +162,8 @@ def _count_series_lut(t, m, start, end, dt_lo, dt_hi, mb, mn, inv_w, off, dm_cli
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _count_batch_lut(t, m, offsets, dt_lo, dt_hi, mb, mn, inv_w, off, dm_clip, clip, tb, tn,
-                     tsh, n_blk, out):
+def _count_batch_lut(t, m, offsets, dt_lo, dt_hi, mb, mn, fm, inv_w, off, dm_clip, clip, tb, tn,
+                     ft, tsh, n_blk, out):
     n = offsets.shape[0] - 1
     n_dm, n_dt = out.shape[1], out.shape[2]
     longest = 0
@@ -170,8 +175,8 @@ def _count_batch_lut(t, m, offsets, dt_lo, dt_hi, mb, mn, inv_w, off, dm_clip, c
         sub = np.empty(4 * (n_dm + 2) * (n_dt + 2), dtype=np.int32)
         buf = np.empty(_TILE, dtype=np.uint32)
         for s in range(blk, n, n_blk):
-            _count_series_lut(t, m, offsets[s], offsets[s + 1], dt_lo, dt_hi, mb, mn, inv_w, off,
-                              dm_clip, clip, tb, tn, tsh, jlo, jhi, sub, buf, out[s])
+            _count_series_lut(t, m, offsets[s], offsets[s + 1], dt_lo, dt_hi, mb, mn, fm, inv_w,
+                              off, dm_clip, clip, tb, tn, ft, tsh, jlo, jhi, sub, buf, out[s])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -288,52 +293,82 @@ def _extended(edges: np.ndarray) -> np.ndarray:
     return np.concatenate([[-np.inf], edges[:-1], [np.nextafter(edges[-1], np.inf)], [np.inf]])
 
 
-@functools.lru_cache(maxsize=32)
-def _dm_table(dm_edges: tuple, clip: float) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """dm lookup table on uniform cells over [-clip, clip] (clip beyond every edge).
+_FAST_DM_WIDTH = 2.0**-10  # mag: dm cells at most this wide, so that few pairs need a compare
+_FAST_DT_BITS = 8  # dt cells at most 1/256 octave wide, for the same reason
 
-    Returns (extended bin of each cell's left side, int32; the next edge, float64;
-    inv_w; off): the cell of dm is ``_low32(clip(dm) * inv_w + off)`` =
-    round((dm - lo) / w - _BIAS - 1/2): floor((dm - lo) / w - _BIAS), or one less
-    on an exact tie. Biased low, never too high; dm lies less than two cells above
-    the cell's left side, a span that holds at most one edge.
+
+def _fast_dtype(w: int, n_rows: int):
+    """Fast-table dtype and 'near an edge' sentinel: int16 when the flat index fits."""
+    if n_rows * w < 1 << 14:
+        return np.int16, -(1 << 14)
+    return np.int32, -(1 << 30)
+
+
+@functools.lru_cache(maxsize=32)
+def _dm_table(dm_edges: tuple, clip: float, w_flat: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """dm lookup tables on uniform cells over [-clip, clip] (clip beyond every edge).
+
+    The cell of dm is ``_low32(clip(dm) * inv_w + off)`` = round(dm * inv_w + k),
+    one rounding (fused multiply-add), k an integer. Every dm that can land in
+    cell c lies in [(c - 1/2 - k) w, (c + 1/2 - k) w] (widened by ``_BIAS`` cells),
+    a span that holds at most one edge. Returns (extended bin of each cell's lower
+    end, int32; the next edge, float64; fast table: ``bin * w_flat`` for cells whose
+    span holds no edge, a negative sentinel for the others; inv_w; off).
+    ``w_flat`` is the row length of the flat (dm, dt) index.
     """
     e = np.asarray(dm_edges, dtype=np.float64)
-    width = float(np.min(np.diff(e))) / 2.0
+    width = min(float(np.min(np.diff(e))) / 2.0, _FAST_DM_WIDTH)
     ncell = int(np.ceil(2.0 * clip / width)) + 2
+    if ncell > _MAX_DM_CELLS:  # coarser cells: more pairs take the compare, still exact
+        width = float(np.min(np.diff(e))) / 2.0
+        ncell = int(np.ceil(2.0 * clip / width)) + 2
     if ncell > _MAX_DM_CELLS:
         raise ConfigError("dm edges too unevenly spaced for the lookup table "
                           f"({ncell} cells); use method='numpy'")
     width = 2.0 * clip / (ncell - 2)
     lo = -clip - width  # cell 0 lies wholly below -clip
-    ext = _extended(e)
-    left = lo + width * (np.arange(ncell) - 2 * _BIAS)  # a hair low: table never too high
-    base = np.maximum(np.searchsorted(ext, left, side="right") - 1, 0)
-    nxt = ext[np.minimum(base + 1, len(ext) - 1)]
     inv_w = 1.0 / width
-    return base.astype(np.int32), nxt, inv_w, -lo * inv_w - _BIAS - 0.5 + _MAGIC
+    off = -lo * inv_w - 0.5 + _MAGIC  # rounded to an integer (+ _MAGIC) by the addition
+    k = off - _MAGIC  # exact; cell c = round(dm * inv_w + k) (one rounding: fused)
+    # cell c holds every dm with dm * inv_w + k in [c - 1/2, c + 1/2]; widen by _BIAS
+    # cells for the rounding of inv_w and of the bounds themselves
+    cells = np.arange(ncell, dtype=np.float64)
+    low = (cells - 0.5 - _BIAS - k) * width
+    high = (cells + 0.5 + _BIAS - k) * width
+    ext = _extended(e)
+    base = np.maximum(np.searchsorted(ext, low, side="right") - 1, 0)
+    top = np.searchsorted(ext, high, side="right") - 1
+    nxt = ext[np.minimum(base + 1, len(ext) - 1)]
+    dtype, flag = _fast_dtype(w_flat, len(ext) - 1)
+    fast = np.where(top == base, base * w_flat, flag).astype(dtype)
+    return base.astype(np.int32), nxt, fast, inv_w, off
 
 
 @functools.lru_cache(maxsize=32)
-def _dt_table(dt_edges: tuple) -> tuple[np.ndarray, np.ndarray, int] | None:
-    """dt lookup table on the cells ``bits(dt) >> shift`` (dt >= 0; all exponents).
+def _dt_table(dt_edges: tuple, n_rows: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
+    """dt lookup tables on the cells ``bits(dt) >> shift`` (0 <= dt <= last edge).
 
     A cell spans 1/2**bits of an octave; bits is the smallest for which no cell
-    holds more than one edge. Returns (extended bin of each cell's left side,
-    next edge, shift), or None if more than ``_MAX_DT_BITS`` bits are needed.
+    holds more than one edge, and at least ``_FAST_DT_BITS``. Returns (extended bin
+    of each cell's left side, next edge, fast table: the bin, or a negative
+    sentinel for cells that hold an edge; shift), or None if more than
+    ``_MAX_DT_BITS`` bits are needed.
     """
     ext = _extended(np.asarray(dt_edges, dtype=np.float64))
+    hi = np.array([dt_edges[-1]], dtype=np.float64).view(np.int64)[0]
     for bits in range(1, _MAX_DT_BITS + 1):
         shift = 52 - bits
-        cells = np.arange(2048 << bits, dtype=np.int64)
+        cells = np.arange((hi >> shift) + 1, dtype=np.int64)
         left = (cells << shift).view(np.float64)
         right = (((cells + 1) << shift) - 1).view(np.float64)
-        left = np.where(np.isnan(left), np.inf, left)  # exponent 2047: inf and NaN
-        right = np.where(np.isnan(right), np.inf, right)
         lb = np.searchsorted(ext, left, side="right") - 1
         rb = np.searchsorted(ext, right, side="right") - 1
-        if np.all(rb - lb <= 1):
-            return lb.astype(np.int32), ext[np.minimum(lb + 1, len(ext) - 1)], shift
+        if np.all(rb - lb <= 1) and bits >= min(_FAST_DT_BITS, _MAX_DT_BITS):
+            dtype, flag = _fast_dtype(len(ext) - 1, n_rows)
+            fast = np.where(rb == lb, lb, flag).astype(dtype)
+            return lb.astype(np.int32), ext[np.minimum(lb + 1, len(ext) - 1)], fast, shift
     return None
 
 
@@ -366,7 +401,8 @@ def counts_numba(lcs, dm_edges: np.ndarray, dt_edges: np.ndarray) -> np.ndarray:
         return out
     _check_clean(lcs)
     n_blk = max(1, min(len(lcs), 8 * numba.get_num_threads()))
-    dt_tab = _dt_table(tuple(dt_edges.tolist())) if dt_edges[0] >= 0 else None
+    n_rows = len(dm_edges) + 1  # extended dm bins: under- and overflow
+    dt_tab = _dt_table(tuple(dt_edges.tolist()), n_rows) if dt_edges[0] >= 0 else None
     longest = int(np.max(np.diff(lcs.offsets)))
     if dt_tab is None or longest > 2_000_000:
         ext, lut, lo, inv_w = _lookup(dm_edges)
@@ -379,10 +415,10 @@ def counts_numba(lcs, dm_edges: np.ndarray, dt_edges: np.ndarray) -> np.ndarray:
     span = float(np.max(mag) - np.min(mag)) if len(mag) else 0.0
     clip = span > edge_span + 64.0
     half = 2.0 ** np.ceil(np.log2(max(min(span, edge_span + 64.0), edge_span, 1.0) + 1.0))
-    mb, mn, inv_w, off = _dm_table(tuple(dm_edges.tolist()), float(half))
-    tb, tn, tsh = dt_tab
+    mb, mn, fm, inv_w, off = _dm_table(tuple(dm_edges.tolist()), float(half), len(dt_edges) + 1)
+    tb, tn, ft, tsh = dt_tab
     _count_batch_lut(lcs.t, lcs.mag, lcs.offsets, float(dt_edges[0]), float(dt_edges[-1]), mb, mn,
-                     inv_w, off, float(half), clip, tb, tn, tsh, n_blk, out)
+                     fm, inv_w, off, float(half), clip, tb, tn, ft, tsh, n_blk, out)
     return out
 
 

@@ -262,11 +262,26 @@ def test_fine_dt_edges_use_the_pointer_kernel_and_agree(rng):
 
     # relative dt bin width 1e-5: too fine for the bit table -> pointer fallback
     dt_edges = np.r_[100.0, 100.001, 100.002, 150.0, 400.0]
-    assert _dt_table(tuple(dt_edges)) is None
-    assert _dt_table(tuple(BINS_PRESETS["mahabal2017"].dt_edges)) is not None
+    assert _dt_table(tuple(dt_edges), 10) is None
+    assert _dt_table(tuple(BINS_PRESETS["mahabal2017"].dt_edges), 24) is not None
     grid = DmDtBins("fine-dt", tuple(np.linspace(-2, 2, 9)), tuple(dt_edges))
     t = np.unique(np.round(rng.uniform(0, 500, 200), 3))
     m = np.round(rng.normal(0, 1, len(t)), 1)
+    ours = compute_dmdt(_one(t, m), grid, norm="counts").images[0, :, :, 0]
+    np.testing.assert_array_equal(ours, _reference_counts(t, m, grid.dm_edges, grid.dt_edges))
+
+
+def test_large_grid_uses_int32_tables_and_agrees(rng):
+    from pipeline._dmdt_impl import _dm_table, _dt_table
+
+    # 150 x 140 bins: flat bin indices beyond int16, so the fast tables are int32
+    dm_edges = tuple(np.round(np.linspace(-3, 3, 151), 6))
+    dt_edges = tuple(np.r_[0.0, np.geomspace(0.01, 1000.0, 140)])
+    assert _dt_table(dt_edges, 152)[2].dtype == np.int32
+    assert _dm_table(dm_edges, 4.0, 142)[2].dtype == np.int32
+    grid = DmDtBins("large", dm_edges, dt_edges)
+    t = np.unique(np.round(rng.uniform(0, 1000, 400), 2))
+    m = np.round(rng.normal(0, 1, len(t)), 2)
     ours = compute_dmdt(_one(t, m), grid, norm="counts").images[0, :, :, 0]
     np.testing.assert_array_equal(ours, _reference_counts(t, m, grid.dm_edges, grid.dt_edges))
 
