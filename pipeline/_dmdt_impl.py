@@ -90,7 +90,6 @@ def _count_series_lut(t, m, start, end, dt_lo, dt_hi, mb, mn, fm, inv_w, off, dm
     n_dm, n_dt = out.shape
     w = n_dt + 2
     size = (n_dm + 2) * w
-    usize = np.uint64(size)
     ush = np.uint64(tsh)
     # jlo[i]: first j > i with t[j] - t[i] >= dt_lo; jhi[i]: first j with t[j] - t[i] > dt_hi.
     # Pairs outside [dt_lo, dt_hi] fall outside the grid: they are never visited.
@@ -107,6 +106,8 @@ def _count_series_lut(t, m, start, end, dt_lo, dt_hi, mb, mn, fm, inv_w, off, dm
         jlo[i - start] = a
         jhi[i - start] = b
     sub[:] = 0
+    # the four sub-histograms as views: one base register each, unsigned indices
+    s0, s1, s2, s3 = sub[:size], sub[size:2 * size], sub[2 * size:3 * size], sub[3 * size:]
     pending = 0
     for t0 in range(start + 1, end, _TILE):
         t1 = min(t0 + _TILE, end)
@@ -145,12 +146,12 @@ def _count_series_lut(t, m, start, end, dt_lo, dt_hi, mb, mn, fm, inv_w, off, dm
             # pass 2: scatter into four interleaved sub-histograms (no store-to-load chains)
             c4 = cnt & ~3
             for q in range(0, c4, 4):
-                sub[np.uint64(buf[q])] += 1
-                sub[usize + np.uint64(buf[q + 1])] += 1
-                sub[2 * usize + np.uint64(buf[q + 2])] += 1
-                sub[3 * usize + np.uint64(buf[q + 3])] += 1
+                s0[np.uint64(buf[q])] += 1
+                s1[np.uint64(buf[q + 1])] += 1
+                s2[np.uint64(buf[q + 2])] += 1
+                s3[np.uint64(buf[q + 3])] += 1
             for q in range(c4, cnt):
-                sub[np.uint64(buf[q])] += 1
+                s0[np.uint64(buf[q])] += 1
             pending += cnt
         if pending >= _FLUSH_PAIRS or t1 == end:
             for r in range(4):
