@@ -50,6 +50,7 @@ from pipeline.errors import ConfigError, InputError
 
 __all__ = [
     "ARCHITECTURES",
+    "DEFAULT_LEARNING_RATE",
     "DmDtCNN",
     "available_architectures",
     "build_network",
@@ -140,6 +141,15 @@ ARCHITECTURES: dict[str, Callable[..., Any]] = {
     "mahabal2017": _mahabal2017,
     "vgg6": _vgg6,
     "dmdtnet": _dmdtnet,
+}
+
+#: default initial Adam learning rate per architecture: Keras' default (1e-3) for the
+#: authors' network; 3e-3 for the VGG-style ones, which reach the same cross-validated
+#: accuracy in ~20 % fewer epochs (docs/cnn.md)
+DEFAULT_LEARNING_RATE: dict[str, float] = {
+    "mahabal2017": 1e-3,
+    "vgg6": 3e-3,
+    "dmdtnet": 3e-3,
 }
 
 
@@ -285,8 +295,9 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
         best epoch are restored.
     batch_size : int, default=64
         Training batch size.
-    learning_rate : float, default=1e-3
-        Initial Adam learning rate.
+    learning_rate : float, optional
+        Initial Adam learning rate; default :data:`DEFAULT_LEARNING_RATE` of
+        ``arch`` (1e-3 for ``mahabal2017``, 3e-3 for ``vgg6`` and ``dmdtnet``).
     validation_fraction : float, default=0.15
         Fraction of each class held out (stratified) to monitor the loss for
         early stopping and learning-rate reduction. 0 disables both.
@@ -349,7 +360,7 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
         arch: str = "vgg6",
         epochs: int = 30,
         batch_size: int = 64,
-        learning_rate: float = 1e-3,
+        learning_rate: float | None = None,
         validation_fraction: float = 0.15,
         patience: int = 4,
         lr_patience: int = 2,
@@ -388,6 +399,8 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
         for name in ("epochs", "batch_size", "inference_batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1")
+        if self.learning_rate is not None and not float(self.learning_rate) > 0:
+            raise ConfigError("learning_rate must be > 0 (or None: the architecture's default)")
 
     def fit(
         self,
@@ -469,8 +482,10 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
         sw_tr = w[y_tr].astype(np.float32)
 
         model = build_network(self.arch, X.shape[1:], n_classes)
+        self.learning_rate_ = float(DEFAULT_LEARNING_RATE[self.arch] if self.learning_rate is None
+                                    else self.learning_rate)
         model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=float(self.learning_rate)),
+            optimizer=keras.optimizers.Adam(learning_rate=self.learning_rate_),
             loss="sparse_categorical_crossentropy",
             weighted_metrics=["accuracy"],
         )
@@ -636,6 +651,7 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
             "input_meta": self.input_meta_,
             "class_weight": self.class_weight_,
             "best_epoch": self.best_epoch_,
+            "learning_rate": self.learning_rate_,
             "n_train": self.n_train_,
             "n_augmented": self.n_augmented_,
             "training_hash": self.training_hash_,
@@ -689,6 +705,7 @@ def load_cnn(directory: str | os.PathLike[str]) -> DmDtCNN:
     est.input_meta_ = meta.get("input_meta", {})
     est.class_weight_ = {int(k): v for k, v in meta.get("class_weight", {}).items()}
     est.best_epoch_ = meta.get("best_epoch")
+    est.learning_rate_ = meta.get("learning_rate")
     est.n_train_ = meta.get("n_train")
     est.n_augmented_ = meta.get("n_augmented")
     est.training_hash_ = meta.get("training_hash")

@@ -54,7 +54,8 @@ class CNNTrainConfig:
     epochs : int, default=30
         Maximum epochs (early stopping on the validation loss).
     batch_size : int, default=64
-    learning_rate : float, default=1e-3
+    learning_rate : float, optional
+        Default: the architecture's (``models.cnn.DEFAULT_LEARNING_RATE``).
     validation_fraction : float, default=0.15
     patience : int, default=4
     max_class_weight : float, default=10.0
@@ -67,7 +68,7 @@ class CNNTrainConfig:
 
     epochs: int = 30
     batch_size: int = 64
-    learning_rate: float = 1e-3
+    learning_rate: float | None = None
     validation_fraction: float = 0.15
     patience: int = 4
     max_class_weight: float = 10.0

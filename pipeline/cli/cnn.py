@@ -24,7 +24,9 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=30, help="maximum epochs (default 30)")
     g.add_argument("--batch-size", type=int, default=64, help="default 64")
-    g.add_argument("--learning-rate", type=float, default=1e-3, help="Adam, default 1e-3")
+    g.add_argument("--learning-rate", type=float, default=None,
+                   help="initial Adam rate (default: 1e-3 for mahabal2017, 3e-3 for vgg6 "
+                        "and dmdtnet)")
     g.add_argument("--patience", type=int, default=4,
                    help="early-stopping patience in epochs (default 4)")
     g.add_argument("--max-class-weight", type=float, default=10.0,

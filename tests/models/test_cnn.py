@@ -15,7 +15,14 @@ from sklearn.exceptions import NotFittedError
 
 pytest.importorskip("keras")
 
-from models.cnn import ARCHITECTURES, DmDtCNN, _class_weights, _validation_split, load_cnn
+from models.cnn import (
+    ARCHITECTURES,
+    DEFAULT_LEARNING_RATE,
+    DmDtCNN,
+    _class_weights,
+    _validation_split,
+    load_cnn,
+)
 from models.representations import (
     FINE_BINS,
     REPRESENTATIONS,
@@ -26,7 +33,7 @@ from models.representations import (
     subsample_lightcurves,
 )
 from pipeline.dmdt import BINS_PRESETS, compute_dmdt
-from pipeline.errors import InputError
+from pipeline.errors import ConfigError, InputError
 from pipeline.io import write_parquet_atomic
 from pipeline.lightcurves import LightCurves
 
@@ -174,6 +181,19 @@ def test_separable_two_class_is_learnt(arch):
     assert list(h.columns) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy",
                                "learning_rate"]
     assert h["loss"].iloc[-1] < h["loss"].iloc[0]
+
+
+@pytest.mark.parametrize("arch", ["mahabal2017", "vgg6"])
+def test_default_learning_rate_is_the_architectures(arch, tmp_path):
+    X, y = _separable(np.random.default_rng(0), n=32)
+    clf = DmDtCNN(arch=arch, epochs=1, random_state=0).fit(X, y)
+    assert clf.learning_rate_ == DEFAULT_LEARNING_RATE[arch]
+    assert clf.history_["learning_rate"].iloc[0] == pytest.approx(DEFAULT_LEARNING_RATE[arch])
+    assert load_cnn(clf.save(tmp_path / "m")).learning_rate_ == DEFAULT_LEARNING_RATE[arch]
+    clf = DmDtCNN(arch=arch, epochs=1, learning_rate=2e-4, random_state=0).fit(X, y)
+    assert clf.history_["learning_rate"].iloc[0] == pytest.approx(2e-4)
+    with pytest.raises(ConfigError, match="learning_rate"):
+        DmDtCNN(arch=arch, learning_rate=0.0).fit(X, y)
 
 
 @pytest.fixture(scope="module")
