@@ -118,24 +118,27 @@ def _count_series_lut(t, m, start, end, dt_lo, dt_hi, mb, mn, fm, inv_w, off, dm
                 continue
             ti = t[i]
             mi = m[i]
-            mv = m[j0:j1]  # slices index from 0: no negative-index wraparound per access
-            tv = t[j0:j1]
+            # unsigned indices: no negative-index wraparound per access, and no array
+            # views (each view costs atomic reference-count updates per row)
+            u0 = np.uint64(j0)
             cnt = j1 - j0
             # pass 1: flat (dm, dt) bin index of every pair of the row tile
             if clip:
                 for q in range(cnt):
-                    dm = mv[q] - mi
+                    uq = u0 + np.uint64(q)
+                    dm = m[uq] - mi
                     c = _low32(min(max(dm, -dm_clip), dm_clip) * inv_w + off)
                     bm = mb[c] + np.int32(dm >= mn[c])
-                    dt = tv[q] - ti
+                    dt = t[uq] - ti
                     d = np.uint64(_f64_bits(dt)) >> ush
                     bt = tb[d] + np.int32(dt >= tn[d])
                     buf[q] = np.uint32(bm * w + bt)
             else:  # the table spans every dm of the batch: no clip
                 for q in range(cnt):
-                    dm = mv[q] - mi
+                    uq = u0 + np.uint64(q)
+                    dm = m[uq] - mi
                     c = _low32(dm * inv_w + off)
-                    dt = tv[q] - ti
+                    dt = t[uq] - ti
                     d = np.uint64(_f64_bits(dt)) >> ush
                     v = np.int32(fm[c]) + np.int32(ft[d])
                     if v < 0:  # a cell near an edge (rare): one exact compare per axis
