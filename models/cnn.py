@@ -338,6 +338,9 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
         ``accuracy``, ``val_loss``, ``val_accuracy``, ``learning_rate``.
     best_epoch_ : int
         Epoch (1-based) whose weights were kept.
+    learning_rate_ : float
+        Initial Adam learning rate used (``learning_rate`` or the architecture's
+        default).
     class_weight_ : dict
         Class index -> loss weight used.
     training_hash_ : str

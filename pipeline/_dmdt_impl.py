@@ -301,7 +301,7 @@ _FAST_DM_WIDTH = 2.0**-10  # mag: dm cells at most this wide, so that few pairs 
 _FAST_DT_BITS = 8  # dt cells at most 1/256 octave wide, for the same reason
 
 
-def _fast_dtype(w: int, n_rows: int):
+def _fast_dtype(w: int, n_rows: int) -> tuple[type, int]:
     """Fast-table dtype and 'near an edge' sentinel: int16 when the flat index fits."""
     if n_rows * w < 1 << 14:
         return np.int16, -(1 << 14)
@@ -354,22 +354,23 @@ def _dt_table(dt_edges: tuple, n_rows: int
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
     """dt lookup tables on the cells ``bits(dt) >> shift`` (0 <= dt <= last edge).
 
-    A cell spans 1/2**bits of an octave; bits is the smallest for which no cell
-    holds more than one edge, and at least ``_FAST_DT_BITS``. Returns (extended bin
+    A cell spans 1/2**bits of an octave; bits is the smallest from
+    ``_FAST_DT_BITS`` on for which no cell holds more than one edge. Returns (extended bin
     of each cell's left side, next edge, fast table: the bin, or a negative
     sentinel for cells that hold an edge; shift), or None if more than
     ``_MAX_DT_BITS`` bits are needed.
     """
     ext = _extended(np.asarray(dt_edges, dtype=np.float64))
     hi = np.array([dt_edges[-1]], dtype=np.float64).view(np.int64)[0]
-    for bits in range(1, _MAX_DT_BITS + 1):
+    # a cell that holds at most one edge still does when split: start at the fast width
+    for bits in range(min(_FAST_DT_BITS, _MAX_DT_BITS), _MAX_DT_BITS + 1):
         shift = 52 - bits
         cells = np.arange((hi >> shift) + 1, dtype=np.int64)
         left = (cells << shift).view(np.float64)
         right = (((cells + 1) << shift) - 1).view(np.float64)
         lb = np.searchsorted(ext, left, side="right") - 1
         rb = np.searchsorted(ext, right, side="right") - 1
-        if np.all(rb - lb <= 1) and bits >= min(_FAST_DT_BITS, _MAX_DT_BITS):
+        if np.all(rb - lb <= 1):
             dtype, flag = _fast_dtype(len(ext) - 1, n_rows)
             fast = np.where(rb == lb, lb, flag).astype(dtype)
             return lb.astype(np.int32), ext[np.minimum(lb + 1, len(ext) - 1)], fast, shift
