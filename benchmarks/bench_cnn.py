@@ -8,9 +8,10 @@ representation's shape:
 * inference: ``DmDtCNN.predict_proba`` (batches of 4096) against the anchor,
   plain Keras ``model.predict`` with its default batch size (32), on the
   same network; the probabilities must agree;
-* training: ``DmDtCNN.fit`` (class weights, validation split, callbacks),
-  two epochs after a warm-up, against the anchor, plain ``model.fit`` of the
-  same network and batch size without callbacks.
+* training: ``DmDtCNN.fit`` (class weights, validation split, callbacks,
+  convolution gradients computed as forward convolutions), two epochs after a
+  warm-up, against the anchor, plain ``model.fit`` of the same network and
+  batch size without callbacks (TensorFlow's own convolution gradients).
 
 Then, unless ``--no-crts`` or the data are absent, the time to train to
 convergence (early stopping) on the whole CRTS training set (16 classes),
