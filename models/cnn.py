@@ -26,17 +26,12 @@ backend-specific piece is :func:`_input_gradient`, used for saliency maps,
 which needs automatic differentiation (``tf.GradientTape`` under TensorFlow,
 ``jax.grad`` under JAX).
 
-Training speed: under TensorFlow, ``fit`` trains a twin of the network whose
-convolutions compute their gradients as forward convolutions
-(:func:`_conv_valid_fast_grad`, written with ``keras.ops.custom_gradient``):
-TensorFlow's CPU backprop kernels take 2-3x the time of a forward convolution
-on these small images. The twin has the same layers and weights; they are
-copied into the plain network at the end, which is what ``model_`` holds and
-``save`` writes (standard Keras layers only).
-
 CPU threads: unless the environment already sets them, the TensorFlow
 thread pools are set to ``LCPIPE_CNN_THREADS`` (default: all cores) for
-intra-op work and 1 for inter-op work before TensorFlow is first imported.
+intra-op work and 1 for inter-op work before TensorFlow is first imported,
+and oneDNN kernels are switched on (``TF_ENABLE_ONEDNN_OPTS=1``; TensorFlow
+enables them by default on some x86 CPUs only, and on the AMD benchmark
+machine they make training epochs ~2x and inference ~1.3x faster).
 """
 
 from __future__ import annotations
@@ -81,6 +76,9 @@ def _keras() -> Any:
         threads = os.environ.get("LCPIPE_CNN_THREADS", str(os.cpu_count() or 1))
         os.environ.setdefault("TF_NUM_INTRAOP_THREADS", threads)
         os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+        # oneDNN convolutions: TensorFlow enables them by default on some x86 CPUs only
+        # (not on the AMD benchmark machine), and they are 2-4x faster here (docs/cnn.md)
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
         import keras
 
         globals()["keras"] = keras
@@ -95,95 +93,31 @@ def keras_backend() -> str:
 # --------------------------------------------------------------------------- networks
 
 
-def _conv_valid_fast_grad(x: Any, kernel: Any) -> Any:
-    """'valid', stride-1 2-D convolution whose gradients are forward convolutions.
-
-    ``dx`` is the full convolution of the upstream gradient with the flipped,
-    in/out-transposed kernel; ``dkernel`` is the 'valid' convolution of the
-    input, batch and channel axes swapped, with the upstream gradient as
-    kernel. The same numbers as the backend's own gradient (tested to float32
-    rounding), but TensorFlow's CPU ``Conv2DBackpropInput`` / ``Conv2DBackpropFilter``
-    kernels take 2-3x the time of a forward convolution of the same size on
-    these small images, while these take 1.3-1.6x (measured for vgg6's second
-    layer, batch 64, 2 cores).
-    """
-    ops = _keras().ops
-
-    @ops.custom_gradient
-    def conv(x: Any, kernel: Any) -> Any:
-        def grad(*args: Any, upstream: Any = None) -> tuple[Any, Any]:
-            dy = args[0] if upstream is None else upstream
-            kh, kw = int(kernel.shape[0]), int(kernel.shape[1])
-            dy_full = ops.pad(dy, [[0, 0], [kh - 1, kh - 1], [kw - 1, kw - 1], [0, 0]])
-            k_flip = ops.flip(ops.transpose(kernel, (0, 1, 3, 2)), axis=(0, 1))
-            dx = ops.conv(dy_full, k_flip, padding="valid")
-            dk = ops.conv(ops.transpose(x, (3, 1, 2, 0)), ops.transpose(dy, (1, 2, 0, 3)),
-                          padding="valid")
-            return dx, ops.transpose(dk, (1, 2, 0, 3))
-
-        return ops.conv(x, kernel, padding="valid"), grad
-
-    return conv(x, kernel)
-
-
-def _conv_layer_class() -> Any:
-    """``keras.layers.Conv2D`` whose gradients run as forward convolutions (training only).
-
-    Used for the training twin of a network (:func:`build_network` with
-    ``training=True``); weights are then copied into the plain network, so saved
-    models hold standard Keras layers only. Stride 1, no dilation, channels
-    last, 'valid' or 'same' padding (odd kernels): all lcpipe architectures.
-    """
-    if "_FastGradConv2D" not in globals():
-        keras = _keras()
-
-        class _FastGradConv2D(keras.layers.Conv2D):
-            def convolution_op(self, inputs: Any, kernel: Any) -> Any:
-                ops = keras.ops
-                if (tuple(self.strides) != (1, 1) or tuple(self.dilation_rate) != (1, 1)
-                        or self.data_format != "channels_last"):
-                    return super().convolution_op(inputs, kernel)
-                if self.padding == "same":
-                    kh, kw = self.kernel_size
-                    if kh % 2 == 0 or kw % 2 == 0:
-                        return super().convolution_op(inputs, kernel)
-                    inputs = ops.pad(inputs, [[0, 0], [kh // 2, kh // 2], [kw // 2, kw // 2],
-                                              [0, 0]])
-                # ops.copy: a tensor read of the variable (custom_gradient takes tensors)
-                return _conv_valid_fast_grad(inputs, ops.copy(kernel))
-
-        globals()["_FastGradConv2D"] = _FastGradConv2D
-    return globals()["_FastGradConv2D"]
-
-
 def _head(keras: Any, x: Any, n_classes: int) -> Any:
     """Class scores ('logits', used by saliency) followed by the softmax output."""
     logits = keras.layers.Dense(n_classes, name="logits")(x)
     return keras.layers.Activation("softmax", name="softmax")(logits)
 
 
-def _mahabal2017(keras: Any, input_shape: tuple[int, ...], n_classes: int,
-                 conv: Any = None) -> Any:
+def _mahabal2017(keras: Any, input_shape: tuple[int, ...], n_classes: int) -> Any:
     L = keras.layers
-    conv = conv or L.Conv2D
     inp = keras.Input(shape=input_shape, name="dmdt")
-    x = conv(16, 5, activation="relu", name="conv1")(inp)
+    x = L.Conv2D(16, 5, activation="relu", name="conv1")(inp)
     x = L.MaxPooling2D(2, name="pool1")(x)
-    x = conv(64, 5, activation="relu", name="conv2")(x)
+    x = L.Conv2D(64, 5, activation="relu", name="conv2")(x)
     x = L.Flatten(name="flatten")(x)
     return keras.Model(inp, _head(keras, x, n_classes), name="mahabal2017")
 
 
-def _vgg6(keras: Any, input_shape: tuple[int, ...], n_classes: int, conv: Any = None) -> Any:
+def _vgg6(keras: Any, input_shape: tuple[int, ...], n_classes: int) -> Any:
     L = keras.layers
-    conv = conv or L.Conv2D
     inp = keras.Input(shape=input_shape, name="dmdt")
-    x = conv(16, 3, activation="relu", name="conv1")(inp)
-    x = conv(16, 3, activation="relu", name="conv2")(x)
+    x = L.Conv2D(16, 3, activation="relu", name="conv1")(inp)
+    x = L.Conv2D(16, 3, activation="relu", name="conv2")(x)
     x = L.MaxPooling2D(2, name="pool1")(x)
     x = L.Dropout(0.25, name="drop1")(x)
-    x = conv(32, 3, activation="relu", name="conv3")(x)
-    x = conv(32, 3, activation="relu", name="conv4")(x)
+    x = L.Conv2D(32, 3, activation="relu", name="conv3")(x)
+    x = L.Conv2D(32, 3, activation="relu", name="conv4")(x)
     x = L.MaxPooling2D(2, name="pool2")(x)
     x = L.Dropout(0.25, name="drop2")(x)
     x = L.Flatten(name="flatten")(x)
@@ -192,14 +126,12 @@ def _vgg6(keras: Any, input_shape: tuple[int, ...], n_classes: int, conv: Any = 
     return keras.Model(inp, _head(keras, x, n_classes), name="vgg6")
 
 
-def _dmdtnet(keras: Any, input_shape: tuple[int, ...], n_classes: int,
-             conv: Any = None) -> Any:
+def _dmdtnet(keras: Any, input_shape: tuple[int, ...], n_classes: int) -> Any:
     L = keras.layers
-    conv = conv or L.Conv2D
     inp = keras.Input(shape=input_shape, name="dmdt")
     x = inp
     for i, filters in enumerate((16, 32, 64), start=1):
-        x = conv(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = L.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
         x = L.BatchNormalization(name=f"bn{i}")(x)
         x = L.Activation("relu", name=f"relu{i}")(x)
         x = L.MaxPooling2D(2, name=f"pool{i}")(x)
@@ -210,8 +142,7 @@ def _dmdtnet(keras: Any, input_shape: tuple[int, ...], n_classes: int,
     return keras.Model(inp, _head(keras, x, n_classes), name="dmdtnet")
 
 
-#: architecture name -> builder(keras, input_shape, n_classes, conv=None) -> keras.Model,
-#: where ``conv`` is the Conv2D layer class to use (default ``keras.layers.Conv2D``)
+#: architecture name -> builder(keras, input_shape, n_classes) -> keras.Model
 ARCHITECTURES: dict[str, Callable[..., Any]] = {
     "mahabal2017": _mahabal2017,
     "vgg6": _vgg6,
@@ -233,8 +164,7 @@ def available_architectures() -> list[str]:
     return list(ARCHITECTURES)
 
 
-def build_network(arch: str, input_shape: Sequence[int], n_classes: int,
-                  training: bool = False) -> Any:
+def build_network(arch: str, input_shape: Sequence[int], n_classes: int) -> Any:
     """Build (uncompiled) Keras model ``arch`` for images of ``input_shape``.
 
     Parameters
@@ -245,11 +175,6 @@ def build_network(arch: str, input_shape: Sequence[int], n_classes: int,
         ``(n_dm, n_dt, n_channels)``.
     n_classes : int
         Number of output classes.
-    training : bool, default=False
-        Build the twin used for training: under the TensorFlow backend its
-        convolutions compute their gradients with forward convolutions
-        (:func:`_conv_layer_class`), ~1.4x faster per step on CPU. Same layers,
-        names and weights as the plain network, which is the one to save.
 
     Returns
     -------
@@ -266,10 +191,8 @@ def build_network(arch: str, input_shape: Sequence[int], n_classes: int,
         raise ConfigError(f"unknown CNN architecture {arch!r}; "
                           f"choose from {', '.join(ARCHITECTURES)}")
     keras = _keras()
-    conv = _conv_layer_class() if training and keras.backend.backend() == "tensorflow" else None
     try:
-        return ARCHITECTURES[arch](keras, tuple(int(s) for s in input_shape), int(n_classes),
-                                   conv=conv)
+        return ARCHITECTURES[arch](keras, tuple(int(s) for s in input_shape), int(n_classes))
     except ValueError as exc:  # e.g. negative spatial size after 'valid' convolutions
         raise ConfigError(f"architecture {arch!r} cannot take images of shape "
                           f"{tuple(input_shape)}: {exc}") from exc
@@ -569,8 +492,7 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
             w = np.ones(n_classes)
         sw_tr = w[y_tr].astype(np.float32)
 
-        # train the twin with fast convolution gradients; keep the plain network
-        model = build_network(self.arch, X.shape[1:], n_classes, training=True)
+        model = build_network(self.arch, X.shape[1:], n_classes)
         self.learning_rate_ = float(DEFAULT_LEARNING_RATE[self.arch] if self.learning_rate is None
                                     else self.learning_rate)
         model.compile(
@@ -596,9 +518,6 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
             epochs=int(self.epochs), shuffle=True, callbacks=callbacks,
             verbose=int(self.verbose), **fit_kw,
         )
-        plain = build_network(self.arch, X.shape[1:], n_classes)
-        plain.set_weights(model.get_weights())
-        model = plain
         h = {k: np.asarray(v, dtype=np.float64) for k, v in hist.history.items()}
         n_ep = len(next(iter(h.values())))
         frame = pd.DataFrame({"epoch": np.arange(1, n_ep + 1)})
