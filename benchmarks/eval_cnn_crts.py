@@ -13,7 +13,7 @@ object_id, as every lcpipe classifier) twice:
 
 Each writes ``cv_results.md``, ``cv_results.json`` and
 ``oof_predictions.parquet`` under ``OUT/paper7`` and ``OUT/all``; the
-summary tables are printed. About 1.5 h on 2 busy cores; ``--quick`` runs 2 folds
+summary tables are printed. About 20 min on 2 idle cores (session 4); ``--quick`` runs 2 folds
 of the faithful and best runs only (a smoke test of the command, not a result).
 Equivalent CLI: ``lcpipe cnn cv LC --labels L --classes paper7 --arch mahabal2017,vgg6
 --representation paper,fine -o OUT/paper7``.

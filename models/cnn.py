@@ -31,7 +31,7 @@ thread pools are set to ``LCPIPE_CNN_THREADS`` (default: all cores) for
 intra-op work and 1 for inter-op work before TensorFlow is first imported,
 and oneDNN kernels are switched on (``TF_ENABLE_ONEDNN_OPTS=1``; TensorFlow
 enables them by default on some x86 CPUs only, and on the AMD benchmark
-machine they make training epochs ~2x and inference ~1.3x faster).
+machine they make training epochs 1.3-1.5x and inference ~1.4x faster).
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ def _keras() -> Any:
         os.environ.setdefault("TF_NUM_INTRAOP_THREADS", threads)
         os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
         # oneDNN convolutions: TensorFlow enables them by default on some x86 CPUs only
-        # (not on the AMD benchmark machine), and they are 2-4x faster here (docs/cnn.md)
+        # (not on the AMD benchmark machine), where they make a vgg6 epoch ~1.5x faster
+        # (benchmarks/bench_onednn.py)
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
         import keras
 
