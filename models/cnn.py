@@ -59,6 +59,7 @@ __all__ = [
     "build_network",
     "load_cnn",
     "keras_backend",
+    "tensorflow_environment",
 ]
 
 _MODEL_FILE = "model.keras"
@@ -69,17 +70,28 @@ _FORMAT = "lcpipe-cnn/1"
 # --------------------------------------------------------------------------- keras
 
 
+def tensorflow_environment() -> None:
+    """Set lcpipe's TensorFlow CPU defaults in ``os.environ`` unless already set.
+
+    Log level 2, intra-op threads ``LCPIPE_CNN_THREADS`` (default: all cores),
+    inter-op threads 1, oneDNN kernels on. TensorFlow reads them once, when it
+    is first imported; :func:`_keras` calls this first, and a program (or a
+    test suite) that imports TensorFlow itself can call it before doing so.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    threads = os.environ.get("LCPIPE_CNN_THREADS", str(os.cpu_count() or 1))
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", threads)
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    # oneDNN convolutions: TensorFlow enables them by default on some x86 CPUs only
+    # (not on the AMD benchmark machine), where they make a vgg6 epoch ~1.5x faster
+    # (benchmarks/bench_onednn.py)
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+
 def _keras() -> Any:
-    """Import Keras after setting CPU thread counts (first call only)."""
+    """Import Keras after :func:`tensorflow_environment` (first call only)."""
     if "keras" not in globals():
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        threads = os.environ.get("LCPIPE_CNN_THREADS", str(os.cpu_count() or 1))
-        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", threads)
-        os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
-        # oneDNN convolutions: TensorFlow enables them by default on some x86 CPUs only
-        # (not on the AMD benchmark machine), where they make a vgg6 epoch ~1.5x faster
-        # (benchmarks/bench_onednn.py)
-        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+        tensorflow_environment()
         import keras
 
         globals()["keras"] = keras

@@ -7,6 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from models.cnn import tensorflow_environment
+
+# CNN tests import keras directly: give TensorFlow lcpipe's settings (threads, oneDNN) first
+tensorflow_environment()
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 CRTS = SHARED / "crts"
