@@ -336,7 +336,8 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
     inference_batch_size : int, default=512
         Images per batch in ``predict_proba`` and ``saliency``. Larger batches
         push the activations out of the CPU caches (4096 was 10-45 % slower
-        on the 2-core benchmark machine).
+        on the 2-core benchmark machine without oneDNN; with it, no batch size
+        won consistently).
     random_state : int, default=0
         Seed of the validation split, the weight initialisation, dropout and
         shuffling (``keras.utils.set_random_seed``).
