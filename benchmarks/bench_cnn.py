@@ -1,6 +1,7 @@
 """Benchmark: CNN training and inference speed on CPU, and full-CRTS training time.
 
     python benchmarks/bench_cnn.py [--n-infer 20000] [--n-train 4000] [--no-crts]
+        [--infer-batch-sizes 256,512,1024,4096]
 
 For every architecture x representation, on seeded random images of the
 representation's shape:
@@ -47,7 +48,8 @@ def _best_of(fn, repeat: int = 3) -> float:
 
 
 def bench_case(arch: str, rep_name: str, n_infer: int, n_train: int,
-               rng: np.random.Generator) -> list[tuple[str, float, float, str]]:
+               rng: np.random.Generator,
+               batch_sizes: tuple[int, ...] = ()) -> list[tuple[str, float, float, str]]:
     from models.cnn import DmDtCNN, _keras
     from models.representations import get_representation
 
@@ -87,6 +89,10 @@ def bench_case(arch: str, rep_name: str, n_infer: int, n_train: int,
     t_a = _best_of(lambda: model.predict(Xi, verbose=0), repeat=1)
     rows.append((f"infer {arch}/{rep_name} img/s", n_infer / t_a, n_infer / t_l,
                  "keras predict bs=32"))
+    for bs in batch_sizes:  # predict_proba at other inference batch sizes (no anchor)
+        est.set_params(inference_batch_size=bs)
+        rows.append((f"infer {arch}/{rep_name} bs={bs} img/s", float("nan"),
+                     n_infer / _best_of(lambda: est.predict_proba(Xi)), "-"))
     return rows
 
 
@@ -141,6 +147,8 @@ def main() -> int:
                     help="also save the model trained on CRTS")
     ap.add_argument("--archs", default="mahabal2017,vgg6,dmdtnet")
     ap.add_argument("--representations", default="paper,fine")
+    ap.add_argument("--infer-batch-sizes", default="", metavar="B1,B2,...",
+                    help="also time predict_proba at these inference batch sizes")
     args = ap.parse_args()
 
     from models.cnn import _keras, keras_backend
@@ -150,7 +158,8 @@ def main() -> int:
     rows = []
     for rep in args.representations.split(","):
         for arch in args.archs.split(","):
-            rows += bench_case(arch, rep, args.n_infer, args.n_train, rng)
+            rows += bench_case(arch, rep, args.n_infer, args.n_train, rng,
+                               tuple(int(b) for b in args.infer_batch_sizes.split(",") if b))
     if not args.no_crts:
         rows += bench_crts(args.save_crts_model, args.crts_cases)
     threads = os.environ.get("TF_NUM_INTRAOP_THREADS")
