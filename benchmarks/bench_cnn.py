@@ -164,7 +164,8 @@ def main() -> int:
         rows += bench_crts(args.save_crts_model, args.crts_cases)
     threads = os.environ.get("TF_NUM_INTRAOP_THREADS")
     print(f"\nKeras backend {keras_backend()}, CPU cores {os.cpu_count()}, "
-          f"intra-op threads {threads}")
+          f"intra-op threads {threads}, "
+          f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS')}")
     print(f"| {'case':32s} | {'anchor':>10s} | {'lcpipe':>10s} | {'ratio':>6s} | anchor is |")
     print(f"|{'-' * 34}|{'-' * 12}|{'-' * 12}|{'-' * 8}|{'-' * 22}|")
     for name, a, b, what in rows:

@@ -21,7 +21,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,8 @@ CASES = (("vgg6", (36, 32, 2)), ("mahabal2017", (22, 24, 1)))
 def _child() -> None:
     """Run in a fresh process: print one JSON line of images/s per case."""
     sys.path.insert(0, str(ROOT))
+    from bench_cnn import _best_of  # this script's folder is on sys.path
+
     from models.cnn import _keras, build_network
 
     _keras()
@@ -46,18 +47,10 @@ def _child() -> None:
         net = build_network(arch, shape, 7)
         net.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
         net.fit(X, y, batch_size=64, epochs=1, verbose=0)
-        t_fit = np.inf
-        for _ in range(2):
-            t0 = time.perf_counter()
-            net.fit(X, y, batch_size=64, epochs=1, verbose=0)
-            t_fit = min(t_fit, time.perf_counter() - t0)
+        t_fit = _best_of(lambda n=net, a=X, b=y: n.fit(a, b, batch_size=64, epochs=1, verbose=0), 2)
         Xi = rng.random((20000, *shape)).astype(np.float32)
         net.predict(Xi[:2000], batch_size=512, verbose=0)
-        t_inf = np.inf
-        for _ in range(2):
-            t0 = time.perf_counter()
-            net.predict(Xi, batch_size=512, verbose=0)
-            t_inf = min(t_inf, time.perf_counter() - t0)
+        t_inf = _best_of(lambda n=net, a=Xi: n.predict(a, batch_size=512, verbose=0), 2)
         res[f"train {arch}"] = len(X) / t_fit
         res[f"infer {arch}"] = len(Xi) / t_inf
     print(json.dumps(res), flush=True)
