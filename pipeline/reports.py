@@ -55,7 +55,7 @@ REPORT_SCHEMA_VERSION = "1.0"
 METADATA_KEY = "lcpipe.report"
 TABLES: tuple[str, ...] = ("runs", "metrics", "confusion", "predictions")
 
-OVERALL = "__overall__"
+_OVERALL = "__overall__"
 _SPLITS: tuple[str, ...] = ("train", "cv", "test")
 _STATUSES: tuple[str, ...] = ("completed", "failed")
 _PROB_PREFIX = "prob_"
@@ -484,7 +484,7 @@ def comparison_markdown(report_dir: str | os.PathLike[str], run_id: str | None =
             raise InputError(report_dir, "no completed run with metrics")
         run_id = with_metrics[-1]
     metrics = read_report(report_dir, "metrics", run_id)
-    overall = metrics[metrics["class"] == OVERALL].copy()
+    overall = metrics[metrics["class"] == _OVERALL].copy()
     overall["_acc"] = overall["accuracy"].astype("float64")
     overall = overall.sort_values(["split", "_acc", "model"], ascending=[True, False, True],
                                   na_position="last", kind="stable")
@@ -495,7 +495,7 @@ def comparison_markdown(report_dir: str | os.PathLike[str], run_id: str | None =
           _fmt(r.f1), _fmt(r.log_loss)] for r in overall.itertuples(index=False)],
         n_text=2,
     )
-    per_class = metrics[metrics["class"] != OVERALL]
+    per_class = metrics[metrics["class"] != _OVERALL]
     splits = sorted(per_class["split"].unique())
     if splits:
         split = "test" if "test" in splits else splits[0]
@@ -588,11 +588,11 @@ def _check_rows(table: str, columns: dict[str, pa.ChunkedArray]) -> None:
         if bad:
             raise ConfigError(f"{table} table: split {bad[0]!r} is not one of {_SPLITS}")
     if table == "metrics":
-        per_class = pc.not_equal(columns["class"], OVERALL)
+        per_class = pc.not_equal(columns["class"], _OVERALL)
         for name in _OVERALL_ONLY:
             if pc.any(pc.and_(per_class, pc.is_valid(columns[name]))).as_py():
                 raise ConfigError(f"metrics table: {name!r} must be null in per-class rows "
-                                  f"(it belongs to the {OVERALL!r} row)")
+                                  f"(it belongs to the {_OVERALL!r} row)")
     if table == "predictions":
         is_cv = pc.equal(columns["split"], "cv")
         has_fold = pc.is_valid(columns["fold"])
