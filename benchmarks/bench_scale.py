@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
 
     if args.fresh or not _existing(lc_path, args.n, args.seed):
-        wall, cpu, rss, _ = _run_child([sys.executable, "-m", "pipeline.cli", "simulate",
+        wall, cpu, rss, _ = _run_child([sys.executable, "-m", "flows.cli", "simulate",
                                         "-n", str(args.n), "-o", str(workdir),
                                         "--seed", str(args.seed)])
         rows.append(("lcpipe simulate (child)", args.n, wall, cpu, rss))

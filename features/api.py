@@ -41,6 +41,7 @@ __all__ = [
     "extract_features",
     "extract_features_file",
     "read_features",
+    "merge_feature_files",
 ]
 
 #: Version of the default feature set; bump when names or definitions change.
@@ -382,3 +383,46 @@ def read_features(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str,
     frame = table.to_pandas()
     frame["object_id"] = frame["object_id"].astype(str)
     return frame, meta
+
+
+def merge_feature_files(paths: Sequence[str | os.PathLike[str]],
+                        out_path: str | os.PathLike[str]) -> Path:
+    """Concatenate feature tables of disjoint objects (e.g. the flows' chunks) into one.
+
+    The tables must share the feature-set version and the feature columns
+    (compute them with the same ``bands``); the merged metadata keeps those and
+    sums the per-table counts of the summary.
+
+    Raises
+    ------
+    pipeline.errors.InputError
+        No table, or tables of different feature sets or columns.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.errors import InputError
+    from pipeline.io import write_parquet_atomic
+
+    if not paths:
+        raise InputError(out_path, "no feature table to merge")
+    tables, metas = [], []
+    for p in paths:
+        t = pq.read_table(p)
+        raw = (t.schema.metadata or {}).get(METADATA_KEY.encode())
+        if raw is None:
+            raise InputError(p, "not an lcpipe feature table")
+        tables.append(t.replace_schema_metadata(None))
+        metas.append(json.loads(raw))
+    first = metas[0]
+    for p, m in zip(paths, metas, strict=True):
+        if (m["feature_set_version"], m["feature_columns"]) != (
+                first["feature_set_version"], first["feature_columns"]):
+            raise InputError(p, f"feature set or columns differ from {paths[0]} "
+                             "(compute every part with the same bands and settings)")
+    summary = {k: sum(m["summary"].get(k, 0) for m in metas)
+               for k, v in first["summary"].items() if isinstance(v, int | float)
+               and not isinstance(v, bool) and k not in ("seconds", "lc_per_second")}
+    meta = {**first, "summary": summary, "source": [m.get("source") for m in metas]}
+    table = pa.concat_tables(tables)
+    return write_parquet_atomic(table, out_path, metadata={METADATA_KEY: meta})

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from .evaluation import (
     OOFResult,
-    cross_validate_oof,
+    SampleCopies,
+    confusion_rows,
+    cross_validate,
     format_report,
+    metric_rows,
     metrics_report,
     stratified_folds,
 )
@@ -19,19 +22,20 @@ from .forest import (
     load_forest,
     permutation_importances,
     save_forest,
-    training_data_hash,
 )
 
 __all__ = [
     "LightCurveForest",
     "OOFResult",
     "cross_validate_forest",
-    "cross_validate_oof",
+    "SampleCopies",
+    "confusion_rows",
+    "cross_validate",
+    "metric_rows",
     "format_report",
     "load_forest",
     "metrics_report",
     "permutation_importances",
     "save_forest",
     "stratified_folds",
-    "training_data_hash",
 ]

@@ -36,7 +36,6 @@ machine they make training epochs 1.3-1.5x and inference ~1.4x faster).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -73,12 +72,15 @@ _FORMAT = "lcpipe-cnn/1"
 def tensorflow_environment() -> None:
     """Set lcpipe's TensorFlow CPU defaults in ``os.environ`` unless already set.
 
-    Log level 2, intra-op threads ``LCPIPE_CNN_THREADS`` (default: all cores),
-    inter-op threads 1, oneDNN kernels on. TensorFlow reads them once, when it
-    is first imported; :func:`_keras` calls this first, and a program (or a
-    test suite) that imports TensorFlow itself can call it before doing so.
+    C++ log level 3 (TensorFlow's INFO/WARNING/ERROR lines off: on a machine
+    without a GPU it logs a CUDA "error" that means nothing; set
+    ``TF_CPP_MIN_LOG_LEVEL=0`` to see them), intra-op threads
+    ``LCPIPE_CNN_THREADS`` (default: all cores), inter-op threads 1, oneDNN
+    kernels on. TensorFlow reads them once, when it is first imported;
+    :func:`_keras` calls this first, and a program (or a test suite) that
+    imports TensorFlow itself can call it before doing so.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     threads = os.environ.get("LCPIPE_CNN_THREADS", str(os.cpu_count() or 1))
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", threads)
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
@@ -293,14 +295,6 @@ def _class_weights(y: np.ndarray, n_classes: int, cap: float | None) -> np.ndarr
     return w
 
 
-def _data_hash(X: np.ndarray, y: np.ndarray) -> str:
-    h = hashlib.sha256()
-    h.update(str(X.shape).encode())
-    h.update(np.ascontiguousarray(X, dtype=np.float32).tobytes())
-    h.update("\x00".join(map(str, y)).encode())
-    return h.hexdigest()
-
-
 class DmDtCNN(ClassifierMixin, BaseEstimator):
     """CNN classifier of dm-dt images (scikit-learn API, Keras 3 inside).
 
@@ -432,8 +426,7 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
         X: Any,
         y: Any,
         *,
-        aug_X: Any = None,
-        aug_origin: Any = None,
+        augmentation: Any = None,
         input_meta: dict[str, Any] | None = None,
     ) -> DmDtCNN:
         """Train the network.
@@ -444,14 +437,14 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
             dm-dt images (a 3-D array is taken as one channel).
         y : array-like of shape (n_objects,)
             Class labels.
-        aug_X : array-like of shape (n_aug, n_dm, n_dt[, n_channels]), optional
+        augmentation : models.evaluation.SampleCopies, optional
             Augmented images (e.g. from random subsets of the light-curve
-            points, :func:`models.representations.augmented_counts`).
-        aug_origin : array-like of int, shape (n_aug,), optional
-            Row of ``X`` each augmented image was made from; it inherits that
-            row's label, and is used for training only if its origin is in
-            the training part of the validation split (the validation set
-            holds original images only).
+            points, :func:`models.representations.augmented_inputs`) and the
+            row of ``X`` each was made from; a copy inherits that row's label
+            and is used for training only if its origin is in the training
+            part of the validation split (the validation set holds original
+            images only). :func:`models.evaluation.cross_validate` restricts
+            it to each fold's training objects.
         input_meta : dict, optional
             What the images are (preset, bins, edges, normalisation, bands);
             saved with the model and checked by :meth:`check_input_meta`.
@@ -470,14 +463,13 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
         classes, y_idx = np.unique(y, return_inverse=True)
         if len(classes) < 2:
             raise ValueError("need at least two classes to train a classifier")
-        if (aug_X is None) != (aug_origin is None):
-            raise ValueError("give aug_X and aug_origin together")
-        if aug_X is not None:
-            aug_X = _check_images(aug_X, "aug_X")
-            aug_origin = np.asarray(aug_origin, dtype=np.int64)
+        aug_X = aug_origin = None
+        if augmentation is not None:
+            aug_X = _check_images(augmentation.X, "augmentation.X")
+            aug_origin = np.asarray(augmentation.origin, dtype=np.int64)
             if aug_X.shape[1:] != X.shape[1:] or aug_origin.shape != (len(aug_X),):
-                raise ValueError("aug_X must have the image shape of X and aug_origin one "
-                                 "index per augmented image")
+                raise ValueError("augmented images must have the image shape of X and one "
+                                 "origin index each")
             if len(aug_origin) and (aug_origin.min() < 0 or aug_origin.max() >= len(X)):
                 raise ValueError("aug_origin indices out of range")
 
@@ -547,7 +539,9 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
         self.class_weight_ = {int(i): float(w[i]) for i in range(n_classes)}
         self.n_train_ = int(len(tr))
         self.n_augmented_ = int(len(X_tr) - len(tr))
-        self.training_hash_ = _data_hash(X, y)
+        from pipeline.hashing import data_hash
+
+        self.training_hash_ = data_hash(X, y)
         return self
 
     # ----------------------------------------------------------------- predict

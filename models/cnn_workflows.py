@@ -34,7 +34,6 @@ from .representations import (
 __all__ = [
     "CVRun",
     "CNNTrainConfig",
-    "select_classes",
     "train_cnn",
     "predict_cnn",
     "cross_validate_cnn",
@@ -98,48 +97,6 @@ class CVRun:
         """``'<representation>/<arch>'`` plus ``'+aug<k>'`` when augmented."""
         return f"{self.representation}/{self.arch}" + (f"+aug{self.augment}"
                                                         if self.augment else "")
-
-
-# --------------------------------------------------------------------------- labels
-
-
-def select_classes(labels: pd.Series, classes: str | Sequence[str]) -> list[str]:
-    """Resolve a class selection: ``'paper7'``, ``'all'`` or an explicit list.
-
-    Returns
-    -------
-    list of str
-        Sorted class names present in ``labels``.
-    """
-    from pipeline.labels import PAPER_CLASSES
-
-    present = set(labels.astype(str))
-    if isinstance(classes, str):
-        if classes == "paper7":
-            wanted = list(PAPER_CLASSES)
-        elif classes == "all":
-            wanted = sorted(present)
-        else:
-            wanted = [c.strip() for c in classes.split(",") if c.strip()]
-    else:
-        wanted = [str(c) for c in classes]
-    missing = [c for c in wanted if c not in present]
-    if missing:
-        raise ConfigError(f"classes not in the labels: {', '.join(missing)}")
-    if len(wanted) < 2:
-        raise ConfigError("need at least two classes")
-    return sorted(wanted)
-
-
-def _labelled(object_id: np.ndarray, labels: pd.Series, classes: list[str],
-              source: object) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of objects whose label is in ``classes``, and those labels."""
-    lab = labels.reindex(pd.Index(object_id.astype(str)))
-    y = lab.to_numpy(dtype=object)
-    keep = np.flatnonzero(lab.notna().to_numpy() & np.isin(y.astype(str), classes))
-    if len(keep) == 0:
-        raise InputError(source, "no object has a label among the selected classes")
-    return keep, y[keep].astype(str)
 
 
 # --------------------------------------------------------------------------- figures
@@ -280,15 +237,14 @@ def train_cnn(
     dict
         Summary (objects used, classes, epochs, seconds, output paths).
     """
-    from pipeline.labels import read_labels
+    from pipeline.labels import join_labels, read_labels
 
     config = config or CNNTrainConfig()
     images, X, meta, rep = _read_images(dmdt_path, representation)
-    labels = read_labels(labels_path)
-    cls = select_classes(labels, classes)
-    keep, y = _labelled(images.object_id, labels, cls, dmdt_path)
+    joined = join_labels(images.object_id, read_labels(labels_path), classes, source=labels_path)
+    keep, y = joined.index, joined.y
     X = X[keep]
-    aug_X = aug_origin = None
+    augmentation = None
     if augment:
         if lightcurves_path is None:
             raise ConfigError("augmentation needs the light curves (--lightcurves)")
@@ -296,11 +252,11 @@ def train_cnn(
 
         lcs = read_lightcurves(lightcurves_path)
         lcs = _subset_objects(lcs, images.object_id[keep], lightcurves_path)
-        aug_X, aug_origin = augmented_inputs(lcs, rep, augment, config.augment_fraction,
-                                             seed=config.seed, bands=meta["bands"])
+        augmentation = augmented_inputs(lcs, rep, augment, config.augment_fraction,
+                                        seed=config.seed, bands=meta["bands"])
     est = config.estimator(arch)
     t0 = time.perf_counter()
-    est.fit(X, y, aug_X=aug_X, aug_origin=aug_origin, input_meta=meta)
+    est.fit(X, y, augmentation=augmentation, input_meta=meta)
     seconds = time.perf_counter() - t0
     out = Path(outdir)
     est.save(out)
@@ -353,10 +309,11 @@ def predict_cnn(
 
     The file must be on the model's grid, bands and representation
     (otherwise :class:`InputError` says which ``lcpipe dmdt`` options to use).
-    Writes Parquet with ``object_id``, ``prediction``, ``probability``
-    (of the prediction) and one ``p_<class>`` column per class.
+    Writes lcpipe's prediction schema (:mod:`models.predictions`; model
+    ``'cnn'``, split ``'classify'``).
     """
     from .cnn import load_cnn
+    from .predictions import new_run_id, prediction_frame, write_predictions
 
     est = load_cnn(model_dir)
     rep_name = est.input_meta_.get("preset")
@@ -367,17 +324,10 @@ def predict_cnn(
     t0 = time.perf_counter()
     proba = est.predict_proba(X)
     seconds = time.perf_counter() - t0
-    best = np.argmax(proba, axis=1)
-    cols: dict[str, Any] = {
-        "object_id": pa.array(images.object_id.astype(str), pa.string()),
-        "prediction": pa.array(est.classes_[best].astype(str), pa.string()),
-        "probability": pa.array(proba[np.arange(len(best)), best], pa.float64()),
-    }
-    for j, c in enumerate(est.classes_):
-        cols[f"p_{c}"] = pa.array(proba[:, j], pa.float64())
-    write_parquet_atomic(pa.table(cols), out, metadata={
-        "lcpipe.cnn_predict": {"model": str(model_dir), "input": str(dmdt_path),
-                               "classes": [str(c) for c in est.classes_]}})
+    pred = prediction_frame(images.object_id, "cnn", est.classes_, proba,
+                            run_id=new_run_id("cnn"), split="classify")
+    write_predictions(pred, out, metadata={"model": str(model_dir), "input": str(dmdt_path),
+                                           "training_data_hash": est.training_hash_})
     return {"output": str(out), "objects": int(len(images)),
             "images_per_second": round(len(images) / max(seconds, 1e-9), 1)}
 
@@ -440,10 +390,10 @@ def cross_validate_cnn(
     dict
         The content of ``cv_results.json``.
     """
-    from pipeline.labels import read_labels
+    from pipeline.labels import join_labels, read_labels
     from pipeline.lightcurves import read_lightcurves
 
-    from .evaluation import format_report, metrics_report, stratified_folds
+    from .evaluation import cross_validate, format_report, metrics_report, stratified_folds
 
     config = config or CNNTrainConfig()
     if not runs:
@@ -451,13 +401,10 @@ def cross_validate_cnn(
     for r in runs:
         get_representation(r.representation)
     labels = read_labels(labels_path)
-    cls = select_classes(labels, classes)
     lcs = read_lightcurves(lightcurves_path)
-    all_ids = pd.unique(lcs.object_id.astype(str))
-    keep, y = _labelled(all_ids, labels, cls, lightcurves_path)
-    ids = all_ids[keep]
-    order = np.argsort(ids, kind="stable")
-    ids, y = ids[order], y[order]
+    all_ids = np.sort(pd.unique(lcs.object_id.astype(str)))
+    joined = join_labels(all_ids, labels, classes, source=labels_path)
+    ids, y, cls = joined.object_id, joined.y, joined.classes
     lcs = _subset_objects(lcs, ids, lightcurves_path)
     data = _CVData(object_id=ids, y=y)
     t_prep = time.perf_counter()
@@ -473,40 +420,31 @@ def cross_validate_cnn(
                 bands=data.meta[r.representation]["bands"])
     prep_seconds = time.perf_counter() - t_prep
     folds = stratified_folds(y, n_splits=n_splits, seed=fold_seed)
-    fold_of = np.empty(len(y), dtype=np.int64)
-    for i, (_, te) in enumerate(folds):
-        fold_of[te] = i
 
     results: list[dict[str, Any]] = []
     preds: dict[str, np.ndarray] = {}
+    fold_of = np.zeros(len(y), dtype=np.int64)
     for r in runs:
-        X = data.X[r.representation]
-        y_pred = np.empty(len(y), dtype=object)
-        fit_s, epochs, best = [], [], []
-        for i, (tr, te) in enumerate(folds):
-            fit_kw: dict[str, Any] = {"input_meta": data.meta[r.representation]}
-            if r.augment:
-                Xa, origin = data.aug[(r.representation, r.augment)]
-                pos = np.full(len(y), -1, dtype=np.int64)
-                pos[tr] = np.arange(len(tr))
-                sel = pos[origin] >= 0
-                fit_kw.update(aug_X=Xa[sel], aug_origin=pos[origin[sel]])
-            est = config.estimator(r.arch)
-            t0 = time.perf_counter()
-            est.fit(X[tr], y[tr], **fit_kw)
-            fit_s.append(time.perf_counter() - t0)
-            epochs.append(int(len(est.history_)))
-            best.append(int(est.best_epoch_))
-            y_pred[te] = est.predict(X[te])
+        fit_params: dict[str, Any] = {"input_meta": data.meta[r.representation]}
+        if r.augment:
+            fit_params["augmentation"] = data.aug[(r.representation, r.augment)]
+
+        def _epochs(i: int, est: Any, X_te: Any, y_te: Any) -> tuple[int, int]:
+            return int(len(est.history_)), int(est.best_epoch_)
+
+        def _log(line: str, name: str = r.name) -> None:
             if log is not None:
-                acc = float(np.mean(y_pred[te] == y[te]))
-                log(f"{r.name} fold {i + 1}/{n_splits}: accuracy {acc:.3f}, "
-                    f"{epochs[-1]} epochs (best {best[-1]}), {fit_s[-1]:.0f} s")
-        report = metrics_report(y, y_pred.astype(str), cls)
+                log(f"{name}: {line}")
+
+        oof = cross_validate(config.estimator(r.arch), data.X[r.representation], y, folds,
+                             fit_params=fit_params, fold_callback=_epochs, log=_log)
+        fold_of = oof.fold
+        report = metrics_report(y, oof.y_pred.astype(str), cls)
         results.append({"run": r.name, **asdict(r), "report": report,
-                        "fit_seconds": [round(s, 2) for s in fit_s], "epochs": epochs,
-                        "best_epoch": best})
-        preds[r.name] = y_pred.astype(str)
+                        "fit_seconds": [round(x, 2) for x in oof.fit_seconds],
+                        "epochs": [e for e, _ in oof.fold_extras],
+                        "best_epoch": [b for _, b in oof.fold_extras]})
+        preds[r.name] = oof.y_pred.astype(str)
 
     out = Path(outdir)
     summary = {

@@ -2,7 +2,7 @@
 
 The random forest, the CNN and the robust-PCA classifiers are all scored on
 the *same* folds (:func:`stratified_folds` with the default seed), by the same
-out-of-fold loop (:func:`cross_validate_oof`) and the same report
+out-of-fold loop (:func:`cross_validate`) and the same report
 (:func:`metrics_report`), so that their numbers can be compared directly.
 
 Examples
@@ -13,7 +13,7 @@ Examples
 >>> X = rng.normal(size=(40, 3))
 >>> y = np.repeat(["a", "b"], 20)
 >>> folds = stratified_folds(y, n_splits=5, seed=0)
->>> res = cross_validate_oof(lambda: DummyClassifier(strategy="prior"), X, y, folds)
+>>> res = cross_validate(DummyClassifier(strategy="prior"), X, y, folds)
 >>> res.proba.shape
 (40, 2)
 >>> metrics_report(y, res.y_pred, res.classes)["balanced_accuracy"]
@@ -31,9 +31,13 @@ import numpy as np
 
 __all__ = [
     "OOFResult",
+    "SampleCopies",
     "stratified_folds",
-    "cross_validate_oof",
+    "train_test_split_stratified",
+    "cross_validate",
     "metrics_report",
+    "metric_rows",
+    "confusion_rows",
     "format_report",
 ]
 
@@ -81,6 +85,43 @@ def _take(X: Any, idx: np.ndarray) -> Any:
     return np.asarray(X)[idx]
 
 
+@dataclass(frozen=True)
+class SampleCopies:
+    """Extra training inputs made from some samples (e.g. sparser-cadence copies).
+
+    A fit parameter that :func:`cross_validate` restricts to each fold's
+    training samples, so that no copy of a held-out object is trained on.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_copies, ...)
+        The copies (same shape per row as the samples).
+    origin : ndarray of int64, shape (n_copies,)
+        Row of the sample each copy was made from; a copy inherits its label.
+    """
+
+    X: np.ndarray
+    origin: np.ndarray
+
+    def __post_init__(self) -> None:
+        origin = np.asarray(self.origin, dtype=np.int64)
+        if origin.ndim != 1 or len(origin) != len(self.X):
+            raise ValueError("origin must give one sample index per copy")
+        object.__setattr__(self, "origin", origin)
+
+    def __len__(self) -> int:
+        return len(self.origin)
+
+    def for_samples(self, idx: np.ndarray) -> SampleCopies:
+        """Copies of samples ``idx`` only, with ``origin`` renumbered into ``idx``."""
+        idx = np.asarray(idx, dtype=np.int64)
+        size = max(int(self.origin.max(initial=-1)), int(idx.max(initial=-1))) + 1
+        pos = np.full(size, -1, dtype=np.int64)
+        pos[idx] = np.arange(len(idx))
+        sel = pos[self.origin] >= 0
+        return SampleCopies(self.X[sel], pos[self.origin[sel]])
+
+
 @dataclass
 class OOFResult:
     """Out-of-fold predictions of a cross-validation run.
@@ -117,23 +158,35 @@ class OOFResult:
     estimators: list[Any] = field(default_factory=list)
 
 
-def cross_validate_oof(
-    estimator_factory: Callable[[], Any],
+def _fold_fit_params(fit_params: dict[str, Any], train: np.ndarray) -> dict[str, Any]:
+    """Restrict sample-derived fit parameters (``for_samples``) to a fold's training rows."""
+    return {k: (v.for_samples(train) if hasattr(v, "for_samples") else v)
+            for k, v in fit_params.items()}
+
+
+def cross_validate(
+    estimator: Any,
     X: Any,
     y: Sequence[Any],
     folds: Sequence[Fold],
     *,
+    fit_params: dict[str, Any] | None = None,
     fold_callback: Callable[[int, Any, Any, np.ndarray], Any] | None = None,
     keep_estimators: bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> OOFResult:
-    """Fit a fresh estimator per fold and collect out-of-fold predictions.
+    """Fit a clone of ``estimator`` per fold and collect out-of-fold predictions.
+
+    The one cross-validation loop of lcpipe (scikit-learn's ``cross_validate``
+    is the model): the forest, the CNN and the robust-PCA classifiers all run
+    through it, on the same folds.
 
     Parameters
     ----------
-    estimator_factory : callable
-        Called with no argument once per fold; returns an unfitted estimator
-        with ``fit(X, y)``, ``predict(X)`` and optionally ``predict_proba(X)``
-        and ``classes_`` (scikit-learn conventions).
+    estimator : estimator
+        Unfitted scikit-learn style classifier (cloned with
+        :func:`sklearn.base.clone` for each fold) with ``fit(X, y, **fit_params)``,
+        ``predict(X)`` and optionally ``predict_proba(X)`` and ``classes_``.
     X : array-like of shape (n_samples, ...), DataFrame, or dict/tuple of those
         Inputs; rows are selected with ``X[idx]`` (``X.iloc[idx]`` for a
         DataFrame, per value for a dict or tuple, e.g. multi-input networks).
@@ -142,12 +195,18 @@ def cross_validate_oof(
     folds : sequence of (train_idx, test_idx)
         Usually :func:`stratified_folds`. Every sample must be in exactly
         one test part.
+    fit_params : dict, optional
+        Passed to ``fit``; a value with a ``for_samples(idx)`` method (e.g.
+        :class:`SampleCopies`, the CNN's augmentation) is restricted to each
+        fold's training samples first.
     fold_callback : callable, optional
         ``fold_callback(i, fitted_estimator, X_test, y_test)`` is called after
         each fold; its return values are kept in ``OOFResult.fold_extras``
         (e.g. permutation importances on the held-out fold).
     keep_estimators : bool, default=False
         Keep each fold's fitted estimator in ``OOFResult.estimators``.
+    log : callable, optional
+        Called with one progress line per fold.
 
     Returns
     -------
@@ -159,6 +218,8 @@ def cross_validate_oof(
     ValueError
         If the test parts of ``folds`` do not cover each sample exactly once.
     """
+    from sklearn.base import clone
+
     y = np.asarray(y)
     n = len(y)
     classes = np.unique(y)
@@ -174,9 +235,9 @@ def cross_validate_oof(
     proba: np.ndarray | None = None
     result = OOFResult(classes=classes, y_true=y, y_pred=y_pred, proba=None, fold=fold_of)
     for i, (tr, te) in enumerate(folds):
-        est = estimator_factory()
+        est = clone(estimator)
         t0 = time.perf_counter()
-        est.fit(_take(X, tr), y[tr])
+        est.fit(_take(X, tr), y[tr], **_fold_fit_params(fit_params or {}, tr))
         result.fit_seconds.append(time.perf_counter() - t0)
         X_te = _take(X, te)
         if hasattr(est, "predict_proba"):
@@ -193,8 +254,43 @@ def cross_validate_oof(
             result.fold_extras.append(fold_callback(i, est, X_te, y[te]))
         if keep_estimators:
             result.estimators.append(est)
+        if log is not None:
+            acc = float(np.mean(y_pred[te] == y[te]))
+            log(f"{type(est).__name__} fold {i + 1}/{len(folds)}: accuracy {acc:.3f}, "
+                f"fit {result.fit_seconds[-1]:.1f} s")
     result.proba = proba
     return result
+
+
+def train_test_split_stratified(y: Sequence[Any], test_size: float = 0.2, seed: int = 0
+                                ) -> tuple[np.ndarray, np.ndarray]:
+    """The one stratified train/test split of lcpipe (the same for every model).
+
+    Classes too small to be split (a single object) go to the training part.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+        Class labels.
+    test_size : float, default=0.2
+        Fraction of each class held out, in (0, 1).
+    seed : int, default=0
+        ``random_state`` of the shuffle.
+
+    Returns
+    -------
+    (ndarray, ndarray)
+        Sorted integer indices of the training and the test part.
+    """
+    from sklearn.model_selection import train_test_split
+
+    y = np.asarray(y)
+    idx = np.arange(len(y))
+    classes, counts = np.unique(y, return_counts=True)
+    single = np.isin(y, classes[counts < 2])
+    tr, te = train_test_split(idx[~single], test_size=test_size, random_state=seed,
+                              stratify=y[~single])
+    return np.sort(np.concatenate([tr, idx[single]])), np.sort(te)
 
 
 def metrics_report(
@@ -289,3 +385,63 @@ def format_report(report: dict[str, Any], title: str | None = None) -> str:
     for c, row in zip(classes, report["confusion_matrix"], strict=True):
         lines.append(f"| {c} | " + " | ".join(str(v) for v in row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def metric_rows(y_true: Sequence[Any], y_pred: Sequence[Any], classes: Sequence[Any],
+                proba: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """Rows of the ``metrics`` report table: one per class, then ``'__overall__'``.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n_samples,)
+        True and predicted labels.
+    classes : sequence of str
+        The model's classes (column order of ``proba``).
+    proba : ndarray of shape (n_samples, n_classes), optional
+        Predicted probabilities, for the log loss (clipped at 1e-15, as scikit-learn).
+
+    Returns
+    -------
+    list of dict
+        Keys ``class``, ``precision``, ``recall``, ``f1``, ``support``,
+        ``accuracy``, ``balanced_accuracy``, ``log_loss``; per-class rows have
+        None for the last three; the overall row has macro averages of
+        precision, recall and F1 and ``support`` = number of samples.
+    """
+    from sklearn.metrics import log_loss, precision_recall_fscore_support
+
+    y_true = np.asarray(y_true).astype(str)
+    y_pred = np.asarray(y_pred).astype(str)
+    labels = [str(c) for c in classes]
+    prec, rec, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0)
+    rows = [{"class": c, "precision": float(p), "recall": float(r), "f1": float(f),
+             "support": int(s), "accuracy": None, "balanced_accuracy": None, "log_loss": None}
+            for c, p, r, f, s in zip(labels, prec, rec, f1, support, strict=True)]
+    rep = metrics_report(y_true, y_pred, labels)
+    ll = None
+    if proba is not None and len(y_true) and np.isin(y_true, labels).all():
+        ll = float(log_loss(y_true, np.clip(proba, 1e-15, 1.0), labels=labels))
+    rows.append({"class": "__overall__", "precision": float(np.mean(prec)),
+                 "recall": float(np.mean(rec)), "f1": rep["macro_f1"],
+                 "support": int(len(y_true)), "accuracy": rep["accuracy"],
+                 "balanced_accuracy": rep["balanced_accuracy"], "log_loss": ll})
+    return rows
+
+
+def confusion_rows(y_true: Sequence[Any], y_pred: Sequence[Any], classes: Sequence[Any]
+                   ) -> list[dict[str, Any]]:
+    """Rows of the ``confusion`` report table: every (true, predicted) pair of ``classes``.
+
+    Returns
+    -------
+    list of dict
+        Keys ``true_class``, ``predicted_class``, ``count`` (zero counts included).
+    """
+    from sklearn.metrics import confusion_matrix
+
+    labels = [str(c) for c in classes]
+    cm = confusion_matrix(np.asarray(y_true).astype(str), np.asarray(y_pred).astype(str),
+                          labels=labels)
+    return [{"true_class": t, "predicted_class": p, "count": int(cm[i, j])}
+            for i, t in enumerate(labels) for j, p in enumerate(labels)]

@@ -22,7 +22,6 @@ training-data hash and package versions (:func:`save_forest`,
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import platform
@@ -38,7 +37,6 @@ __all__ = [
     "LightCurveForest",
     "save_forest",
     "load_forest",
-    "training_data_hash",
     "permutation_importances",
     "cross_validate_forest",
     "MODEL_FORMAT",
@@ -208,29 +206,6 @@ class LightCurveForest(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(proba, axis=1)]
 
 
-def training_data_hash(X: np.ndarray, y: Sequence[Any], feature_names: Sequence[str],
-                       object_ids: Sequence[str] | None = None) -> str:
-    """SHA-256 of a training set: feature names, values, labels and object ids.
-
-    NaN payloads are canonicalised, so the hash depends only on the values.
-
-    Returns
-    -------
-    str
-        ``"sha256:<hex>"``.
-    """
-    h = hashlib.sha256()
-    h.update("\x1f".join(map(str, feature_names)).encode())
-    arr = np.ascontiguousarray(np.asarray(X, dtype=np.float64))
-    arr = np.where(np.isnan(arr), np.nan, arr)
-    h.update(str(arr.shape).encode())
-    h.update(arr.tobytes())
-    h.update("\x1f".join(map(str, y)).encode())
-    if object_ids is not None:
-        h.update("\x1f".join(map(str, object_ids)).encode())
-    return "sha256:" + h.hexdigest()
-
-
 def _package_versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -259,7 +234,7 @@ def save_forest(model: LightCurveForest, path: str | os.PathLike[str], *,
     feature_set_version : str
         Version of the feature table the model was trained on.
     training_hash : str
-        :func:`training_data_hash` of the training set.
+        :func:`pipeline.hashing.data_hash` of the training set.
     extra : dict, optional
         More JSON-serialisable metadata (e.g. class counts, sources).
 
@@ -407,7 +382,7 @@ def cross_validate_forest(X, y, *, feature_names: Sequence[str] | None = None,
         and ``importances`` (list of {feature, mean, std}, most important
         first) when requested.
     """
-    from .evaluation import cross_validate_oof, metrics_report, stratified_folds
+    from .evaluation import cross_validate, metrics_report, stratified_folds
 
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
@@ -420,7 +395,7 @@ def cross_validate_forest(X, y, *, feature_names: Sequence[str] | None = None,
         return permutation_importances(est, X_te, y_te, n_repeats=n_repeats,
                                        random_state=seed + i, n_jobs=params.get("n_jobs"))
 
-    oof = cross_validate_oof(lambda: LightCurveForest(**params), X, y, folds,
+    oof = cross_validate(LightCurveForest(**params), X, y, folds,
                              fold_callback=_imp if importances else None)
     report = metrics_report(y, oof.y_pred, oof.classes)
     fold_reports = []

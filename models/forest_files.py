@@ -25,7 +25,7 @@ __all__ = [
     "DEFAULT_EXCLUDE",
     "TrainingSet",
     "select_feature_columns",
-    "resolve_classes",
+    "check_feature_table",
     "load_training_set",
     "train_forest_file",
     "predict_forest_file",
@@ -34,8 +34,6 @@ __all__ = [
 
 #: Per-band features left out of the forest by default (apparent magnitude levels).
 DEFAULT_EXCLUDE: tuple[str, ...] = ("mean", "median", "weighted_mean")
-
-PREDICTIONS_METADATA_KEY = "lcpipe_predictions"
 
 
 def select_feature_columns(meta: dict[str, Any],
@@ -55,49 +53,6 @@ def select_feature_columns(meta: dict[str, Any],
     """
     drop = set(exclude)
     return [c for c in meta["feature_columns"] if c.split(":", 1)[-1] not in drop]
-
-
-def resolve_classes(classes: str | Sequence[str], available: Sequence[str]) -> list[str]:
-    """Expand a class selection.
-
-    Parameters
-    ----------
-    classes : {"all", "paper7"}, comma-separated str, or sequence of str
-        ``"paper7"`` is the 7 classes of Mahabal et al. (2017)
-        (:data:`pipeline.labels.PAPER_CLASSES`); ``"all"`` every class in
-        ``available``.
-    available : sequence of str
-        Classes present in the labels.
-
-    Returns
-    -------
-    list of str
-
-    Raises
-    ------
-    pipeline.errors.ConfigError
-        A requested class is not among the labels.
-    """
-    from pipeline.errors import ConfigError
-    from pipeline.labels import PAPER_CLASSES
-
-    avail = sorted(set(map(str, available)))
-    if isinstance(classes, str):
-        if classes == "all":
-            return avail
-        if classes == "paper7":
-            wanted = list(PAPER_CLASSES)
-        else:
-            wanted = [c.strip() for c in classes.split(",") if c.strip()]
-    else:
-        wanted = list(map(str, classes))
-    missing = [c for c in wanted if c not in avail]
-    if missing:
-        raise ConfigError(f"classes not in the labels: {', '.join(missing)} "
-                          f"(available: {', '.join(avail)})")
-    if len(wanted) < 2:
-        raise ConfigError("need at least two classes")
-    return wanted
 
 
 @dataclass
@@ -142,7 +97,7 @@ def load_training_set(features_path: str | os.PathLike[str],
     labels_path : path-like
         Labels table (``object_id,label``).
     classes : str or sequence of str, default="all"
-        See :func:`resolve_classes`.
+        See :func:`pipeline.labels.select_classes`.
     exclude : sequence of str, default=DEFAULT_EXCLUDE
         Per-band features to leave out.
 
@@ -156,34 +111,19 @@ def load_training_set(features_path: str | os.PathLike[str],
         No labelled object in the feature table.
     """
     from features.api import read_features
-    from pipeline.errors import InputError
-    from pipeline.labels import read_labels
+    from pipeline.labels import join_labels, read_labels
 
     frame, meta = read_features(features_path)
     labels = read_labels(labels_path)
     cols = select_feature_columns(meta, exclude)
-    lab = labels.reindex(frame["object_id"].to_numpy())
-    has = lab.notna().to_numpy()
-    if not has.any():
-        raise InputError(labels_path, f"no object of {features_path} has a label")
-    chosen = resolve_classes(classes, labels[labels.index.isin(frame["object_id"])].unique())
-    keep = has & lab.isin(chosen).to_numpy()
-    y = lab.to_numpy()[keep].astype(str)
-    counts = {
-        "n_features_rows": int(len(frame)),
-        "n_unlabelled": int((~has).sum()),
-        "n_labels_without_features": int((~labels.index.isin(frame["object_id"])).sum()),
-        "n_other_classes": int((has & ~keep).sum()),
-        "n_used": int(keep.sum()),
-        "class_counts": {c: int(np.sum(y == c)) for c in chosen},
-    }
+    joined = join_labels(frame["object_id"].to_numpy(), labels, classes, source=labels_path)
     return TrainingSet(
-        X=frame.loc[keep, cols].reset_index(drop=True),
-        y=y,
-        object_id=frame["object_id"].to_numpy()[keep].astype(str),
+        X=frame.iloc[joined.index][cols].reset_index(drop=True),
+        y=joined.y,
+        object_id=joined.object_id,
         feature_names=cols,
         feature_set_version=str(meta["feature_set_version"]),
-        counts=counts,
+        counts=joined.counts,
     )
 
 
@@ -202,7 +142,7 @@ def train_forest_file(features_path: str | os.PathLike[str],
     out_path : path-like
         Model file (skops), written atomically.
     classes : str or sequence of str, default="all"
-        See :func:`resolve_classes`.
+        See :func:`pipeline.labels.select_classes`.
     params : dict, optional
         Forest parameters.
     exclude : sequence of str, default=DEFAULT_EXCLUDE
@@ -213,11 +153,13 @@ def train_forest_file(features_path: str | os.PathLike[str],
     dict
         Counts, classes, number of features, training-data hash, output path.
     """
-    from .forest import LightCurveForest, save_forest, training_data_hash
+    from pipeline.hashing import data_hash
+
+    from .forest import LightCurveForest, save_forest
 
     ts = load_training_set(features_path, labels_path, classes, exclude)
     model = LightCurveForest(**(params or {})).fit(ts.X, ts.y)
-    digest = training_data_hash(ts.X.to_numpy(), ts.y, ts.feature_names, ts.object_id)
+    digest = data_hash(ts.X.to_numpy(), ts.y, names=ts.feature_names, object_ids=ts.object_id)
     save_forest(model, out_path, feature_names=ts.feature_names,
                 feature_set_version=ts.feature_set_version, training_hash=digest,
                 extra={"training_counts": ts.counts, "features_source": str(features_path),
@@ -226,13 +168,53 @@ def train_forest_file(features_path: str | os.PathLike[str],
             "n_features": len(ts.feature_names), "training_data_hash": digest, **ts.counts}
 
 
+def check_feature_table(fmeta: dict[str, Any], frame: pd.DataFrame, mmeta: dict[str, Any],
+                        source: object, model_source: object) -> pd.DataFrame:
+    """The model's feature columns of a feature table, after checking they match.
+
+    Parameters
+    ----------
+    fmeta : dict
+        ``lcpipe_features`` metadata of the table.
+    frame : pandas.DataFrame
+        The feature table.
+    mmeta : dict
+        Metadata of the forest (:func:`models.forest.load_forest`).
+    source, model_source : str or path-like
+        Named in errors.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``frame[mmeta['feature_names']]``.
+
+    Raises
+    ------
+    pipeline.errors.InputError
+        Another feature-set version than the model's, or missing columns.
+    """
+    from pipeline.errors import InputError
+
+    if str(fmeta["feature_set_version"]) != str(mmeta["feature_set_version"]):
+        raise InputError(source,
+                         f"feature-set version {fmeta['feature_set_version']!r}, but model "
+                         f"{model_source} was trained on version "
+                         f"{mmeta['feature_set_version']!r}; recompute the features with the "
+                         "same lcpipe feature set (and period-search settings)")
+    missing = [c for c in mmeta["feature_names"] if c not in frame.columns]
+    if missing:
+        raise InputError(source, f"{len(missing)} feature columns the model needs are "
+                         f"missing, e.g. {missing[:3]} (bands differ?)")
+    return frame[mmeta["feature_names"]]
+
+
 def predict_forest_file(model_path: str | os.PathLike[str],
                         features_path: str | os.PathLike[str],
                         out_path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Predict classes for a feature table and write them as Parquet.
+    """Predict classes for a feature table and write them in lcpipe's prediction schema.
 
-    Output columns: ``object_id``, ``predicted_class``, and ``prob_{class}``
-    for every class of the model.
+    Output: :func:`models.predictions.write_predictions` rows with model
+    ``'forest'`` and split ``'classify'``.
 
     Raises
     ------
@@ -240,42 +222,23 @@ def predict_forest_file(model_path: str | os.PathLike[str],
         The feature table has another feature-set version than the model, or
         lacks some of the model's feature columns.
     """
-    import pyarrow as pa
-
     from features.api import read_features
-    from pipeline.errors import InputError
-    from pipeline.io import write_parquet_atomic
 
     from .forest import load_forest
+    from .predictions import new_run_id, prediction_frame, write_predictions
 
     model, mmeta = load_forest(model_path)
     frame, fmeta = read_features(features_path)
-    if str(fmeta["feature_set_version"]) != str(mmeta["feature_set_version"]):
-        raise InputError(features_path,
-                         f"feature-set version {fmeta['feature_set_version']!r}, but model "
-                         f"{model_path} was trained on version "
-                         f"{mmeta['feature_set_version']!r}; recompute the features with the "
-                         "same lcpipe feature set (and period-search settings)")
-    missing = [c for c in mmeta["feature_names"] if c not in frame.columns]
-    if missing:
-        raise InputError(features_path, f"{len(missing)} feature columns the model needs are "
-                         f"missing, e.g. {missing[:3]} (bands differ?)")
-    proba = model.predict_proba(frame[mmeta["feature_names"]])
+    X = check_feature_table(fmeta, frame, mmeta, features_path, model_path)
     classes = [str(c) for c in model.classes_]
-    out = pd.DataFrame({"object_id": frame["object_id"].astype(str),
-                        "predicted_class": np.asarray(classes, dtype=object)[
-                            np.argmax(proba, axis=1)]})
-    for j, c in enumerate(classes):
-        out[f"prob_{c}"] = proba[:, j]
-    write_parquet_atomic(pa.Table.from_pandas(out, preserve_index=False), out_path, metadata={
-        PREDICTIONS_METADATA_KEY: {
-            "model": str(model_path),
-            "classes": classes,
-            "feature_set_version": mmeta["feature_set_version"],
-            "training_data_hash": mmeta["training_data_hash"],
-        }})
-    counts = out["predicted_class"].value_counts()
-    return {"output": str(out_path), "n_objects": int(len(out)),
+    pred = prediction_frame(frame["object_id"], "forest", classes, model.predict_proba(X),
+                            run_id=new_run_id("forest"), split="classify")
+    write_predictions(pred, out_path, metadata={
+        "model": str(model_path), "input": str(features_path),
+        "feature_set_version": mmeta["feature_set_version"],
+        "training_data_hash": mmeta["training_data_hash"]})
+    counts = pred["predicted_class"].value_counts()
+    return {"output": str(out_path), "n_objects": int(len(pred)),
             "predicted_counts": {c: int(counts.get(c, 0)) for c in classes}}
 
 
@@ -299,7 +262,7 @@ def cv_forest_file(features_path: str | os.PathLike[str],
         JSON report, written atomically (and the out-of-fold predictions as
         ``<out_path stem>.oof.parquet`` beside it).
     classes : str or sequence of str, default="paper7"
-        See :func:`resolve_classes`.
+        See :func:`pipeline.labels.select_classes`.
     params : dict, optional
         Forest parameters.
     importances : bool, default=False
@@ -323,11 +286,10 @@ def cv_forest_file(features_path: str | os.PathLike[str],
     import time
     from pathlib import Path
 
-    import pyarrow as pa
-
-    from pipeline.io import write_json_atomic, write_parquet_atomic
+    from pipeline.io import write_json_atomic
 
     from .forest import LightCurveForest, cross_validate_forest
+    from .predictions import new_run_id, prediction_frame, write_predictions
 
     ts = load_training_set(features_path, labels_path, classes, exclude)
     t0 = time.perf_counter()
@@ -353,11 +315,10 @@ def cv_forest_file(features_path: str | os.PathLike[str],
     if out_path is not None:
         write_json_atomic(report, out_path)
         oof = cv["oof"]
-        tab = pd.DataFrame({"object_id": ts.object_id, "label": ts.y,
-                            "predicted_class": oof.y_pred, "fold": oof.fold})
-        for j, c in enumerate(oof.classes):
-            tab[f"prob_{c}"] = oof.proba[:, j]
+        pred = prediction_frame(ts.object_id, "forest", oof.classes, oof.proba,
+                                run_id=new_run_id("forest-cv"), split="cv", fold=oof.fold,
+                                true_class=ts.y)
         p = Path(out_path)
-        write_parquet_atomic(pa.Table.from_pandas(tab, preserve_index=False),
-                             p.with_name(p.stem + ".oof.parquet"))
+        write_predictions(pred, p.with_name(p.stem + ".oof.parquet"),
+                          metadata={"input": str(features_path), "labels": str(labels_path)})
     return report

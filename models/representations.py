@@ -43,6 +43,8 @@ from pipeline.dmdt import BINS_PRESETS, DmDtBins, DmDtImages, compute_dmdt, get_
 from pipeline.errors import ConfigError, InputError
 from pipeline.lightcurves import LightCurves
 
+from .evaluation import SampleCopies
+
 __all__ = [
     "FINE_BINS",
     "REPRESENTATIONS",
@@ -360,15 +362,15 @@ def augmented_inputs(
     min_points: int = 10,
     seed: int = 0,
     bands: list[str] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> SampleCopies:
     """Network inputs of sparser-cadence copies (see :func:`subsample_lightcurves`).
 
     Returns
     -------
-    X_aug : ndarray of float32, shape (n_objects * n_copies, n_dm, n_dt, n_channels)
-    origin : ndarray of int64, shape (n_objects * n_copies,)
-        Index of the source object among the objects of ``lcs``; pass both to
-        ``DmDtCNN.fit(aug_X=..., aug_origin=...)``.
+    models.evaluation.SampleCopies
+        ``X`` (float32, shape (n_objects * n_copies, n_dm, n_dt, n_channels))
+        and ``origin`` (index of the source object among the objects of
+        ``lcs``); pass it as ``DmDtCNN.fit(..., augmentation=...)``.
     """
     copies, origin = subsample_lightcurves(lcs, n_copies, fraction, min_points, seed)
     if bands is None:
@@ -376,4 +378,4 @@ def augmented_inputs(
 
         bands = order_bands(np.unique(lcs.band.astype(str)))
     _, X, _ = lightcurves_to_inputs(copies, representation, bands)
-    return X, origin
+    return SampleCopies(X, origin)

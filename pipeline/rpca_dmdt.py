@@ -45,6 +45,9 @@ __all__ = [
     "DmDtRPCA",
     "NearestSubspaceClassifier",
     "rpca_dmdt_file",
+    "save_rpca",
+    "load_rpca",
+    "write_rpca_templates",
     "rpca_feature_pipeline",
     "RPCA_FORMAT",
     "METADATA_KEY",
@@ -780,26 +783,7 @@ def rpca_dmdt_file(
     out.mkdir(parents=True, exist_ok=True)
     write_parquet_atomic(pa.table(cols), out / "rpca_objects.parquet",
                          metadata={METADATA_KEY: meta})
-    write_parquet_atomic(_template_table(model, img.meta), out / "rpca_templates.parquet",
-                         metadata={METADATA_KEY: meta})
-    shape = model.image_shape_
-    units = (f"sqrt of {img.meta.get('norm')} pixels" if pixel_transform == "sqrt"
-             else f"{img.meta.get('norm')} pixels")
-
-    def as_img(v: np.ndarray) -> np.ndarray:
-        return v.reshape(shape)[:, :, 0]  # PNG: first band (all bands are in the Parquet)
-
-    _plot_templates(out / "rpca_templates.png",
-                    [("background b (mean)", as_img(model.background_template_))]
-                    + [(f"{c}: b + c_i", as_img(model.class_templates_[i]))
-                       for i, c in enumerate(model.classes_)],
-                    img.meta, f"dm-dt class templates ({units})",
-                    diverging=False)
-    _plot_templates(out / "rpca_class_parts.png",
-                    [(f"{c}: c_i", as_img(model.class_means_[i]))
-                     for i, c in enumerate(model.classes_)],
-                    img.meta, "class backgrounds c_i (mean over the class, b removed)",
-                    diverging=True)
+    write_rpca_templates(model, img.meta, out, metadata={METADATA_KEY: meta})
     not_converged = [f["part"] for f in model.fits_ if not f["converged"]]
     summary = {
         "format": RPCA_FORMAT,
@@ -822,3 +806,140 @@ def rpca_dmdt_file(
     }
     write_json_atomic(summary, out / "rpca_summary.json")
     return json.loads(json.dumps(summary, default=str))
+
+
+_RPCA_MODEL_FORMAT = "lcpipe-rpca-model/1"
+
+
+def save_rpca(model: DmDtRPCA, path: str | os.PathLike[str],
+              extra: dict[str, Any] | None = None) -> Path:
+    """Write a fitted :class:`DmDtRPCA` as ``.npz`` (arrays only, no pickle), atomically.
+
+    Parameters
+    ----------
+    model : DmDtRPCA
+        Fitted model.
+    path : path-like
+        Destination (``.npz``).
+    extra : dict, optional
+        JSON-serialisable metadata kept beside the parameters (e.g. image meta).
+
+    Returns
+    -------
+    Path
+    """
+    from .io import atomic_path
+
+    check_is_fitted(model)
+    meta = {"format": _RPCA_MODEL_FORMAT, "params": model.get_params(),
+            "classes": [str(c) for c in model.classes_],
+            "image_shape": list(model.image_shape_), "fits": model.fits_,
+            "n_iter": int(model.n_iter_), "version": __version__, **(extra or {})}
+    arrays = {
+        "meta_json": np.frombuffer(json.dumps(meta, default=str).encode(), dtype=np.uint8),
+        "background_components": model.background_components_,
+        "background_threshold": np.asarray(model.background_threshold_, dtype=np.float64),
+        "class_thresholds": np.asarray(model.class_thresholds_, dtype=np.float64),
+        "background_template": model.background_template_,
+        "class_means": model.class_means_,
+        "class_templates": model.class_templates_,
+    }
+    for i, comp in enumerate(model.class_components_):
+        arrays[f"class_components_{i}"] = comp
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+    return Path(path)
+
+
+def load_rpca(path: str | os.PathLike[str]) -> tuple[DmDtRPCA, dict[str, Any]]:
+    """Load a model written by :func:`save_rpca` (no code is executed: arrays only).
+
+    Returns
+    -------
+    (DmDtRPCA, dict)
+        The fitted model and its metadata.
+
+    Raises
+    ------
+    InputError
+        Missing, unreadable or foreign file.
+    """
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+        meta = json.loads(data["meta_json"].tobytes().decode())
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(p, f"cannot read robust-PCA model: {exc}") from exc
+    if meta.get("format") != _RPCA_MODEL_FORMAT:
+        raise InputError(p, f"not an lcpipe robust-PCA model (format {meta.get('format')!r})")
+    model = DmDtRPCA(**meta["params"])
+    classes = np.asarray(meta["classes"])
+    model._set_state({
+        "classes": classes,
+        "background_components": data["background_components"],
+        "background_threshold": float(data["background_threshold"]),
+        "class_components": [data[f"class_components_{i}"] for i in range(len(classes))],
+        "class_thresholds": data["class_thresholds"],
+        "background_template": data["background_template"],
+        "class_means": data["class_means"],
+        "class_templates": data["class_templates"],
+        "fits": meta["fits"],
+    })
+    model.image_shape_ = tuple(meta["image_shape"])
+    model.n_iter_ = int(meta["n_iter"])
+    model.n_features_in_ = int(np.prod(model.image_shape_))
+    return model, meta
+
+
+def write_rpca_templates(model: DmDtRPCA, image_meta: dict[str, Any],
+                         outdir: str | os.PathLike[str], prefix: str = "rpca_",
+                         metadata: dict[str, Any] | None = None) -> list[Path]:
+    """Write a fitted model's templates: Parquet (long table) and two PNG grids.
+
+    Files: ``<prefix>templates.parquet`` (schema in docs/rpca.md),
+    ``<prefix>templates.png`` (survey background and each class template
+    ``b + c_i``) and ``<prefix>class_parts.png`` (each class background ``c_i``).
+
+    Parameters
+    ----------
+    model : DmDtRPCA
+        Fitted model.
+    image_meta : dict
+        dm-dt metadata of the images (``dm_edges`` [mag], ``dt_edges`` [days], ``bands``, ``norm``).
+    outdir : path-like
+        Output directory.
+    prefix : str, default='rpca_'
+        File-name prefix.
+    metadata : dict, optional
+        File metadata of the Parquet table.
+
+    Returns
+    -------
+    list of Path
+    """
+    from .io import write_parquet_atomic
+
+    out = Path(outdir)
+    shape = model.image_shape_
+    units = (f"sqrt of {image_meta.get('norm')} pixels" if model.pixel_transform == "sqrt"
+             else f"{image_meta.get('norm')} pixels")
+
+    def as_img(v: np.ndarray) -> np.ndarray:
+        return v.reshape(shape)[:, :, 0]  # PNG: first band (all bands are in the Parquet)
+
+    paths = [out / f"{prefix}templates.parquet", out / f"{prefix}templates.png",
+             out / f"{prefix}class_parts.png"]
+    write_parquet_atomic(_template_table(model, image_meta), paths[0], metadata=metadata)
+    _plot_templates(paths[1],
+                    [("background b (mean)", as_img(model.background_template_))]
+                    + [(f"{c}: b + c_i", as_img(model.class_templates_[i]))
+                       for i, c in enumerate(model.classes_)],
+                    image_meta, f"dm-dt class templates ({units})", diverging=False)
+    _plot_templates(paths[2],
+                    [(f"{c}: c_i", as_img(model.class_means_[i]))
+                     for i, c in enumerate(model.classes_)],
+                    image_meta, "class backgrounds c_i (mean over the class, b removed)",
+                    diverging=True)
+    return paths

@@ -18,7 +18,7 @@ from features import (
     find_period,
     read_features,
 )
-from pipeline.cli import main
+from flows.cli import main
 from pipeline.contract import ColumnMap
 from pipeline.errors import InputError
 from pipeline.lightcurves import LightCurves

@@ -279,10 +279,10 @@ def test_augmented_images_only_from_training_part(lcs_and_labels):
     y = labels.reindex(oid).to_numpy()
     from models.representations import augmented_inputs
 
-    Xa, origin = augmented_inputs(lcs, "paper", 2, seed=0)
-    assert Xa.shape == (2 * len(X), *X.shape[1:])
+    aug = augmented_inputs(lcs, "paper", 2, seed=0)
+    assert aug.X.shape == (2 * len(X), *X.shape[1:])
     clf = DmDtCNN(arch="mahabal2017", epochs=1, validation_fraction=0.25,
-                  random_state=0).fit(X, y, aug_X=Xa, aug_origin=origin, input_meta=meta)
+                  random_state=0).fit(X, y, augmentation=aug, input_meta=meta)
     assert clf.n_augmented_ == 2 * clf.n_train_
 
 
@@ -323,7 +323,7 @@ def test_cross_validate_cnn_outputs(lc_files, lcs_and_labels, tmp_path):
 
 
 def test_cli_train_predict_saliency(lcs_and_labels, lc_files, tmp_path, capsys):
-    from pipeline.cli import main
+    from flows.cli import main
 
     _, labels = lcs_and_labels
     lc_path, lab_path = lc_files
@@ -343,8 +343,9 @@ def test_cli_train_predict_saliency(lcs_and_labels, lc_files, tmp_path, capsys):
     pred = tmp_path / "pred.parquet"
     assert main(["cnn", "predict", str(dm_fine), "--model", str(model), "-o", str(pred)]) == 0
     p = pd.read_parquet(pred).set_index("object_id")
-    np.testing.assert_allclose(p[["p_const", "p_var"]].sum(axis=1), 1.0, rtol=1e-5)
-    assert np.mean(p["prediction"] == labels.reindex(p.index)) > 0.9
+    np.testing.assert_allclose(p[["prob_const", "prob_var"]].sum(axis=1), 1.0, rtol=1e-5)
+    assert (p["model"] == "cnn").all()
+    assert np.mean(p["predicted_class"] == labels.reindex(p.index)) > 0.9
     # a file on other bins is refused with a one-line message naming the fix
     capsys.readouterr()
     assert main(["cnn", "predict", str(dm_paper), "--model", str(model), "-o",

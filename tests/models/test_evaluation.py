@@ -10,7 +10,7 @@ from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score,
 from sklearn.model_selection import StratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier
 
-from models.evaluation import cross_validate_oof, format_report, metrics_report, stratified_folds
+from models.evaluation import cross_validate, format_report, metrics_report, stratified_folds
 
 
 def test_folds_are_the_standard_split(rng):
@@ -32,7 +32,7 @@ def test_oof_predictions_come_from_held_out_models(rng):
     X = np.vstack([X, X])
     y = np.r_[np.repeat(["a", "b"], 20), np.repeat(["b", "a"], 20)]
     folds = [(np.arange(40, 80), np.arange(40)), (np.arange(40), np.arange(40, 80))]
-    res = cross_validate_oof(lambda: KNeighborsClassifier(1), X, y, folds, keep_estimators=True)
+    res = cross_validate(KNeighborsClassifier(1), X, y, folds, keep_estimators=True)
     assert (res.y_pred != y).all()
     np.testing.assert_array_equal(res.fold, np.r_[np.zeros(40), np.ones(40)])
     np.testing.assert_allclose(res.proba.sum(axis=1), 1.0)
@@ -44,7 +44,7 @@ def test_missing_class_in_a_fold_gets_zero_probability():
     y = np.array(["a"] * 4 + ["b"] * 4 + ["c"] * 2)
     folds = [(np.arange(8), np.arange(8, 10)), (np.arange(2, 10), np.arange(2)),
              (np.r_[0, 1, 8, 9], np.arange(2, 8))]
-    res = cross_validate_oof(lambda: DummyClassifier(strategy="prior"), X, y, folds)
+    res = cross_validate(DummyClassifier(strategy="prior"), X, y, folds)
     np.testing.assert_array_equal(res.classes, ["a", "b", "c"])
     assert (res.proba[8:, 2] == 0).all()  # 'c' absent from that fold's training part
     np.testing.assert_allclose(res.proba.sum(axis=1), 1.0)
@@ -55,7 +55,7 @@ def test_dataframe_and_dict_inputs_and_callback(rng):
     y = np.repeat(["a", "b", "c"], 10)
     folds = stratified_folds(y, n_splits=3)
     seen = []
-    cross_validate_oof(lambda: DummyClassifier(), X, y, folds,
+    cross_validate(DummyClassifier(), X, y, folds,
                        fold_callback=lambda i, est, Xt, yt: seen.append((i, type(Xt), len(yt))))
     assert [s[0] for s in seen] == [0, 1, 2] and seen[0][1] is pd.DataFrame
 
@@ -67,17 +67,17 @@ def test_dataframe_and_dict_inputs_and_callback(rng):
         def predict_proba(self, X):
             return super().predict_proba(X["n"])
 
-    res = cross_validate_oof(lambda: TwoInputs(), {"img": np.zeros((30, 4, 4)), "n": X}, y, folds)
+    res = cross_validate(TwoInputs(), {"img": np.zeros((30, 4, 4)), "n": X}, y, folds)
     assert res.proba.shape == (30, 3)
 
 
 def test_bad_folds_rejected():
     y = np.array(["a", "b"] * 5)
     with pytest.raises(ValueError, match="overlap"):
-        cross_validate_oof(DummyClassifier, np.zeros((10, 1)), y,
+        cross_validate(DummyClassifier(), np.zeros((10, 1)), y,
                            [(np.arange(5), np.arange(5)), (np.arange(5), np.arange(3, 10))])
     with pytest.raises(ValueError, match="leave"):
-        cross_validate_oof(DummyClassifier, np.zeros((10, 1)), y, [(np.arange(5), np.arange(5))])
+        cross_validate(DummyClassifier(), np.zeros((10, 1)), y, [(np.arange(5), np.arange(5))])
 
 
 @pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
@@ -96,3 +96,62 @@ def test_metrics_report_matches_sklearn(rng):
     assert r["support"]["w"] == 0 and r["n"] == 200
     text = format_report(r, title="t")
     assert "| x |" in text and "balanced accuracy" in text
+
+
+def test_sample_copies_follow_their_fold():
+    from models.evaluation import SampleCopies
+
+    X = np.arange(12.0).reshape(6, 2)
+    aug = SampleCopies(X[[0, 0, 3, 5]] + 100, [0, 0, 3, 5])
+    sub = aug.for_samples(np.array([3, 5, 1]))
+    np.testing.assert_array_equal(sub.origin, [0, 1])  # positions within [3, 5, 1]
+    np.testing.assert_array_equal(sub.X, X[[3, 5]] + 100)
+    assert len(aug.for_samples(np.array([2, 4]))) == 0
+
+    seen = []
+
+    class Recorder(DummyClassifier):
+        def fit(self, X, y, augmentation=None):
+            seen.append(len(augmentation))
+            return super().fit(X, y)
+
+    y = np.array(["a", "b"] * 3)
+    folds = [(np.array([0, 1, 2]), np.array([3, 4, 5])), (np.array([3, 4, 5]), np.array([0, 1, 2]))]
+    cross_validate(Recorder(), X, y, folds, fit_params={"augmentation": aug})
+    assert seen == [2, 2]  # copies of 0 (twice) / copies of 3 and 5
+
+
+def test_train_test_split_is_stratified_and_deterministic(rng):
+    from models.evaluation import train_test_split_stratified
+
+    y = np.array(["a"] * 50 + ["b"] * 30 + ["c"] * 10 + ["solo"])
+    tr, te = train_test_split_stratified(y, 0.2, seed=3)
+    assert len(np.intersect1d(tr, te)) == 0 and len(tr) + len(te) == len(y)
+    assert (y[te] == "a").sum() == 10 and (y[te] == "c").sum() == 2
+    assert "solo" in set(y[tr])
+    tr2, te2 = train_test_split_stratified(y, 0.2, seed=3)
+    np.testing.assert_array_equal(te, te2)
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_metric_and_confusion_rows_match_sklearn(rng):
+    from sklearn.metrics import log_loss, precision_score
+
+    from models.evaluation import confusion_rows, metric_rows
+
+    classes = ["x", "y", "z"]
+    y_true = rng.choice(classes, 150)
+    proba = rng.dirichlet(np.ones(3), 150)
+    y_pred = np.asarray(classes)[proba.argmax(axis=1)]
+    rows = {r["class"]: r for r in metric_rows(y_true, y_pred, classes, proba)}
+    prec = precision_score(y_true, y_pred, labels=classes, average=None, zero_division=0)
+    assert [rows[c]["precision"] for c in classes] == pytest.approx(prec)
+    o = rows["__overall__"]
+    assert o["accuracy"] == pytest.approx(np.mean(y_true == y_pred)) and o["support"] == 150
+    assert o["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y_true, y_pred))
+    assert o["log_loss"] == pytest.approx(log_loss(y_true, proba, labels=classes))
+    assert rows["x"]["accuracy"] is None
+    cm = confusion_matrix(y_true, y_pred, labels=classes)
+    cr = confusion_rows(y_true, y_pred, classes)
+    assert len(cr) == 9 and sum(r["count"] for r in cr) == 150
+    assert {(r["true_class"], r["predicted_class"]): r["count"] for r in cr}[("y", "z")] == cm[1, 2]

@@ -13,23 +13,22 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from features.api import METADATA_KEY
+from flows.cli import main
 from models.forest import (
     LightCurveForest,
     cross_validate_forest,
     load_forest,
     save_forest,
-    training_data_hash,
 )
 from models.forest_files import (
     cv_forest_file,
     load_training_set,
     predict_forest_file,
-    resolve_classes,
     train_forest_file,
 )
-from pipeline.cli import main
 from pipeline.errors import ConfigError, InputError
 from pipeline.io import write_parquet_atomic
+from pipeline.labels import select_classes
 
 
 @parametrize_with_checks([LightCurveForest(n_estimators=5),
@@ -88,19 +87,6 @@ def test_cross_validation_and_importances(rng):
     assert len(cv["fold_reports"]) == 5
 
 
-def test_training_hash():
-    X = np.array([[1.0, np.nan], [2.0, 3.0]])
-    h = training_data_hash(X, ["a", "b"], ["f1", "f2"])
-    assert h.startswith("sha256:") and h == training_data_hash(X.copy(), ["a", "b"], ["f1", "f2"])
-    odd_nan = X.copy()
-    odd_nan[0, 1] = -np.nan  # other NaN payload, same meaning
-    assert training_data_hash(odd_nan, ["a", "b"], ["f1", "f2"]) == h
-    X2 = X.copy()
-    X2[1, 1] = 3.0000001
-    assert training_data_hash(X2, ["a", "b"], ["f1", "f2"]) != h
-    assert training_data_hash(X, ["a", "a"], ["f1", "f2"]) != h
-
-
 def test_save_load_roundtrip_and_refusal(tmp_path, rng):
     X, y = _data(rng)
     clf = LightCurveForest(n_estimators=10).fit(X, y)
@@ -146,11 +132,11 @@ def test_training_set_selection(tmp_path, rng):
     labels.to_csv(tmp_path / "l.csv", index=False)
     ts = load_training_set(tmp_path / "f.parquet", tmp_path / "l.csv", classes="b,c,rare")
     assert ts.feature_names == ["V:amp", "V:per", "V:skew"]  # 'mean' excluded by default
-    assert ts.counts["n_unlabelled"] == 10 and ts.counts["n_labels_without_features"] == 1
+    assert ts.counts["n_unlabelled"] == 10 and ts.counts["n_labels_without_object"] == 1
     assert ts.counts["n_other_classes"] == 0 and len(ts.y) == 230
     with pytest.raises(ConfigError, match="not in the labels"):
-        resolve_classes("paper7", ["b", "c"])
-    assert resolve_classes("all", ["c", "b", "c"]) == ["b", "c"]
+        select_classes("paper7", ["b", "c"])
+    assert select_classes("all", ["c", "b", "c"]) == ["b", "c"]
 
 
 def test_files_train_predict_cv_and_version_check(tmp_path, rng):
@@ -161,9 +147,12 @@ def test_files_train_predict_cv_and_version_check(tmp_path, rng):
     assert s["n_used"] == 240 and s["n_features"] == 3
     p = predict_forest_file(tmp_path / "m.skops", tmp_path / "f.parquet", tmp_path / "p.parquet")
     pred = pd.read_parquet(tmp_path / "p.parquet")
-    assert list(pred.columns) == ["object_id", "predicted_class", "prob_b", "prob_c",
-                                  "prob_rare"]
+    assert list(pred.columns) == ["run_id", "object_id", "split", "fold", "true_class", "model",
+                                  "predicted_class", "probability", "prob_b", "prob_c",
+                                  "prob_rare", "models_agree"]
+    assert (pred.model == "forest").all() and (pred.split == "classify").all()
     assert p["n_objects"] == 240 and (pred.object_id == frame.object_id).all()
+    np.testing.assert_allclose(pred.probability, pred.filter(like="prob_").max(axis=1))
     np.testing.assert_allclose(pred.filter(like="prob_").sum(axis=1), 1.0)
     # features of another version: clear error
     _feature_table(tmp_path / "g.parquet", rng, version="0.9")

@@ -10,12 +10,12 @@ import time
 import pandas as pd
 import pytest
 
-from pipeline.cli import main
+from flows.cli import main
 from tests.helpers import make_frame
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True,
                           text=True, timeout=300)
 
 

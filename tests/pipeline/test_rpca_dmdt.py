@@ -12,7 +12,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from pipeline.cli import main
+from flows.cli import main
 from pipeline.dmdt import BINS_PRESETS, dmdt_file
 from pipeline.errors import InputError
 from pipeline.rpca_dmdt import (

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.cli import main
+from flows.cli import main
 from pipeline.contract import read_table
 from pipeline.errors import ConfigError
 from pipeline.io import read_json_metadata

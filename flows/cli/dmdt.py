@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from ..dmdt import dmdt_file
+    from pipeline.dmdt import dmdt_file
 
     bands = [b.strip() for b in args.bands.split(",")] if args.bands else None
     t0 = time.perf_counter()

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     """Simulate and write the survey; print a one-line summary."""
     import time
 
-    from ..simulate import simulate_survey
+    from pipeline.simulate import simulate_survey
 
     classes = None if args.classes is None else [
         c.strip() for c in args.classes.split(",") if c.strip()]

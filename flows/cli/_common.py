@@ -5,6 +5,14 @@ from __future__ import annotations
 import argparse
 
 
+def add_debug_argument(p: argparse.ArgumentParser) -> None:
+    """``--debug`` at any level of a command (``lcpipe forest --debug train`` and
+    ``lcpipe forest train --debug`` both work): SUPPRESS keeps a lower level from
+    resetting what a higher level set."""
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show tracebacks (and TensorFlow's log) on errors")
+
+
 def add_input_arguments(p: argparse.ArgumentParser) -> None:
     """IN, --preset and --columns: how to read a light-curve table."""
     p.add_argument("input", metavar="IN",
@@ -31,14 +39,14 @@ def add_cleaning_arguments(p: argparse.ArgumentParser) -> None:
 
 def column_map(args: argparse.Namespace):
     """ColumnMap from --preset/--columns (imports the library lazily)."""
-    from ..contract import ColumnMap
+    from pipeline.contract import ColumnMap
 
     return ColumnMap.from_spec(args.preset, args.columns)
 
 
 def cleaning_config(args: argparse.Namespace):
     """CleaningConfig from the cleaning options."""
-    from ..validate import CleaningConfig
+    from pipeline.validate import CleaningConfig
 
     return CleaningConfig(min_points=args.min_points, t_min=args.t_min, t_max=args.t_max,
                           conflict_policy=args.conflict_policy)

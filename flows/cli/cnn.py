@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import add_debug_argument
+
 HELP = "CNN classifier of dm-dt images: train, predict, cv, saliency (needs the 'cnn' extra)"
 
 _ARCHS = ("mahabal2017", "vgg6", "dmdtnet")
@@ -95,6 +97,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="explain the true class where known (default: the predicted class)")
     s.add_argument("--objects", default=None,
                    help="comma-separated object ids whose own maps are written too")
+    _with_debug(sub)
 
 
 def _config(args: argparse.Namespace):
@@ -103,6 +106,11 @@ def _config(args: argparse.Namespace):
     return CNNTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                           learning_rate=args.learning_rate, patience=args.patience,
                           max_class_weight=args.max_class_weight, seed=args.seed)
+
+
+def _with_debug(sub: argparse._SubParsersAction) -> None:
+    for sp in sub.choices.values():
+        add_debug_argument(sp)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     from sklearn.exceptions import ConvergenceWarning
 
-    from ..rpca_dmdt import rpca_dmdt_file
+    from pipeline.rpca_dmdt import rpca_dmdt_file
 
     t0 = time.perf_counter()
     with warnings.catch_warnings():

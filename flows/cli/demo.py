@@ -13,7 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo import run_demo
+    from pipeline.demo import run_demo
 
     s = run_demo(args.output)
     v, d = s["validate"], s["dmdt"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import add_debug_argument
+
 HELP = "random-forest baseline on feature tables: train, predict, cv"
 
 
@@ -66,7 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="permutation importances on the held-out folds (slow)")
     _add_forest_params(c)
     for sp in (t, q, c):
-        sp.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+        add_debug_argument(sp)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"trained on {s['n_used']} objects, {len(s['classes'])} classes, "
               f"{s['n_features']} features -> {s['output']}")
         print(f"skipped: {s['n_unlabelled']} unlabelled, {s['n_other_classes']} of other "
-              f"classes; {s['n_labels_without_features']} labels without features")
+              f"classes; {s['n_labels_without_object']} labels without features")
         return 0
     if args.action == "predict":
         s = ff.predict_forest_file(args.model, args.features, args.output)

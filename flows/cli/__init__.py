@@ -33,7 +33,9 @@ COMMANDS: dict[str, str] = {
 
 
 def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    from .._version import __version__
+    from pipeline._version import __version__
+
+    from ._common import add_debug_argument
 
     parser = argparse.ArgumentParser(
         prog="lcpipe",
@@ -52,7 +54,7 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
             sub.add_parser(name, help=f"(unavailable: {exc})", add_help=False)
             continue
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
-        p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+        add_debug_argument(p)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
@@ -67,12 +69,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0 if not argv else 2
-    from ..errors import LcpipeError
+    import os
+
+    from pipeline.errors import LcpipeError
+
+    if getattr(args, "debug", False):  # TensorFlow's C++ log too (off by default)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
 
     try:
         return int(args._run(args) or 0)
     except LcpipeError as exc:
-        if args.debug:
+        if getattr(args, "debug", False):
             raise
         print(f"lcpipe {args.command}: error: {exc}", file=sys.stderr)
         return 2

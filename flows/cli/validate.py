@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..validate import validate_file
+    from pipeline.validate import validate_file
 
     s = validate_file(args.input, args.output, column_map(args), cleaning_config(args))
     dropped = ", ".join(f"{k} {v}" for k, v in s["rows_dropped"].items()) or "none"

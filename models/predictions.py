@@ -1,0 +1,183 @@
+"""The one prediction schema of lcpipe, for every model, command and flow.
+
+A prediction table is long: one row per object x model (x split), with
+``run_id, object_id, split, fold, true_class, model, predicted_class,
+probability``, one ``prob_<class>`` column per class and ``models_agree``.
+``lcpipe forest predict``, ``lcpipe cnn predict``, ``lcpipe classify`` and the
+train flow's ``predictions`` report all write it; its Arrow schema is
+:func:`pipeline.reports.table_schema` ``('predictions', classes)`` and its
+columns are documented in ``docs/reports.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "PREDICTIONS_METADATA_KEY",
+    "new_run_id",
+    "prediction_frame",
+    "with_agreement",
+    "write_predictions",
+    "read_predictions",
+]
+
+#: File-metadata key of a stand-alone prediction file (JSON: classes, models, sources).
+PREDICTIONS_METADATA_KEY = "lcpipe.predictions"
+
+
+def new_run_id(prefix: str = "run") -> str:
+    """A unique run id: ``<prefix>-YYYYmmddTHHMMSSZ-<6 hex>`` (UTC; starts with a letter)."""
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{prefix + '-' if prefix else ''}{stamp}-{secrets.token_hex(3)}"
+
+
+def prediction_frame(object_id: Sequence[Any], model: str, classes: Sequence[Any],
+                     proba: np.ndarray | None = None, predicted: Sequence[Any] | None = None,
+                     *, run_id: str, split: str, fold: Sequence[int] | None = None,
+                     true_class: Sequence[Any] | None = None) -> pd.DataFrame:
+    """Prediction rows of one model.
+
+    Parameters
+    ----------
+    object_id : sequence of str, shape (n,)
+        Objects.
+    model : str
+        Model name, e.g. ``'forest'``, ``'cnn'``, ``'rpca_nearest'``.
+    classes : sequence of str
+        The model's classes: column order of ``proba`` and the ``prob_`` columns.
+    proba : ndarray of shape (n, n_classes), optional
+        Class probabilities; the predicted class is their argmax.
+    predicted : sequence of str, optional
+        Predicted classes, for a model without probabilities (then
+        ``probability`` and the ``prob_`` columns are null).
+    run_id : str
+        Run that made the predictions.
+    split : {'test', 'cv', 'train', 'classify'}
+        Which part of the data: held-out test part, CV folds, training
+        objects, or new objects of ``lcpipe classify``.
+    fold : sequence of int, optional
+        CV fold of each object (split ``'cv'``).
+    true_class : sequence of str, optional
+        Labels, where known.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns in schema order; ``models_agree`` is null (see :func:`with_agreement`).
+    """
+    oid = np.asarray(object_id).astype(str)
+    n = len(oid)
+    cls = [str(c) for c in classes]
+    if proba is not None:
+        proba = np.asarray(proba, dtype=np.float64)
+        if proba.shape != (n, len(cls)):
+            raise ValueError(f"proba must have shape ({n}, {len(cls)}), got {proba.shape}")
+        best = np.argmax(proba, axis=1) if n else np.zeros(0, np.int64)
+        pred = np.asarray(cls, dtype=object)[best] if n else np.zeros(0, dtype=object)
+        prob = proba[np.arange(n), best] if n else np.zeros(0)
+    elif predicted is not None:
+        pred = np.asarray(predicted).astype(str).astype(object)
+        prob = np.full(n, np.nan)
+    else:
+        raise ValueError("give proba or predicted")
+    frame = pd.DataFrame({
+        "run_id": pd.Series([run_id] * n, dtype=object),
+        "object_id": pd.Series(oid, dtype=object),
+        "split": pd.Series([split] * n, dtype=object),
+        "fold": pd.array(np.asarray(fold, dtype=np.int64) if fold is not None else [None] * n,
+                         dtype="Int32"),
+        "true_class": pd.Series(np.asarray(true_class).astype(str) if true_class is not None
+                                else [None] * n, dtype=object),
+        "model": pd.Series([model] * n, dtype=object),
+        "predicted_class": pd.Series(pred, dtype=object),
+        "probability": prob,
+    })
+    for j, c in enumerate(cls):
+        frame[f"prob_{c}"] = proba[:, j] if proba is not None else np.nan
+    frame["models_agree"] = pd.array([None] * n, dtype="boolean")
+    return frame
+
+
+def with_agreement(frame: pd.DataFrame) -> pd.DataFrame:
+    """Set ``models_agree``: all models with a row for the same object and split agree.
+
+    An object predicted by only one model gets null (nothing to compare).
+    """
+    frame = frame.copy()
+    g = frame.groupby(["object_id", "split"], sort=False)["predicted_class"]
+    n_models = g.transform("size")
+    agree = g.transform("nunique") == 1
+    frame["models_agree"] = pd.array(np.where(n_models > 1, agree, None), dtype="boolean")
+    return frame
+
+
+def _prob_classes(frame: pd.DataFrame) -> list[str]:
+    return [c[len("prob_"):] for c in frame.columns if c.startswith("prob_")]
+
+
+def write_predictions(frame: pd.DataFrame, path: str | os.PathLike[str],
+                      metadata: dict[str, Any] | None = None) -> Path:
+    """Write a prediction table (one or more models) as one Parquet file, atomically.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Rows from :func:`prediction_frame` (concatenated over models).
+    path : path-like
+        Destination file.
+    metadata : dict, optional
+        Stored under :data:`PREDICTIONS_METADATA_KEY` with the classes and models.
+
+    Returns
+    -------
+    Path
+    """
+    import pyarrow as pa
+
+    from pipeline.io import write_parquet_atomic
+    from pipeline.reports import METADATA_KEY, REPORT_SCHEMA_VERSION, table_schema
+
+    classes = _prob_classes(frame)
+    schema = table_schema("predictions", classes)
+    table = pa.Table.from_pandas(frame[schema.names], preserve_index=False).cast(schema)
+    meta = {"classes": classes, "models": sorted(map(str, frame["model"].unique())),
+            **(metadata or {})}
+    return write_parquet_atomic(table, path, metadata={
+        PREDICTIONS_METADATA_KEY: meta,
+        METADATA_KEY: {"schema_version": REPORT_SCHEMA_VERSION, "table": "predictions",
+                       "run_id": str(frame["run_id"].iloc[0]) if len(frame) else None}})
+
+
+def read_predictions(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read a prediction file written by :func:`write_predictions`.
+
+    Returns
+    -------
+    (pandas.DataFrame, dict)
+        The rows and the :data:`PREDICTIONS_METADATA_KEY` metadata.
+
+    Raises
+    ------
+    pipeline.errors.InputError
+        Unreadable file, or not an lcpipe prediction file.
+    """
+    import pyarrow.parquet as pq
+
+    from pipeline.errors import InputError
+    from pipeline.io import read_json_metadata
+
+    meta = read_json_metadata(path, PREDICTIONS_METADATA_KEY)
+    try:
+        frame = pq.read_table(path).to_pandas()
+    except Exception as exc:  # pyarrow raises several types for damaged files
+        raise InputError(path, f"cannot read predictions: {exc}") from exc
+    return frame, meta

@@ -1,0 +1,215 @@
+"""Ingest for the flows: raw input files -> validated light curves in chunks of whole objects.
+
+The flows process light curves in chunks of thousands of objects (one Prefect
+task per chunk, never one per light curve). :func:`ingest` reads every input
+file on its own, so that an unreadable file is quarantined (with its reason)
+instead of failing the run, cleans all rows together with the rules of
+:mod:`pipeline.validate` (an object may span several files), and writes the
+clean rows as chunk files of ``chunk_size`` objects, each sorted by object,
+band and time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from .contract import ColumnMap, read_table
+from .errors import ConfigError, InputError
+from .io import write_json_atomic, write_parquet_atomic
+from .validate import QUARANTINE_SCHEMA, CleaningConfig, clean_frame, frame_to_arrow
+
+__all__ = ["IngestResult", "input_files", "ingest", "read_chunk_objects", "concat_parquet"]
+
+_SUFFIXES = (".parquet", ".pq", ".csv")
+
+
+@dataclass
+class IngestResult:
+    """What :func:`ingest` wrote.
+
+    Attributes
+    ----------
+    chunks : list of str
+        Chunk files (clean light curves, whole objects, sorted).
+    chunk_objects : list of list of str
+        Object ids of each chunk.
+    quarantine : str
+        Quarantine table: one row per (object_id, band, reason) with ``n_rows``;
+        unreadable input files appear with object_id ``'*'`` and reason
+        ``unreadable_file: <problem>`` and band = the file name.
+    failed_files : list of dict
+        ``{"file", "problem"}`` for each input file that could not be read.
+    counts : dict
+        Cleaning counts (rows in/out/dropped/merged by reason, objects in/out).
+    n_files : int
+        Input files found.
+    bands : list of str
+        Bands of the clean rows, ordered by wavelength (:func:`pipeline.dmdt.order_bands`);
+        every chunk's dm-dt images and features use this list, so chunks align.
+    """
+
+    chunks: list[str]
+    chunk_objects: list[list[str]]
+    quarantine: str
+    failed_files: list[dict[str, str]] = field(default_factory=list)
+    counts: dict[str, Any] = field(default_factory=dict)
+    n_files: int = 0
+    bands: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return asdict(self)
+
+
+def input_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The files of an input: the file itself, or every Parquet/CSV file under a directory.
+
+    Raises
+    ------
+    InputError
+        No such path, or a directory without Parquet or CSV files.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, "no such file or directory")
+    if p.is_file():
+        return [p]
+    files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in _SUFFIXES
+                   and not f.name.startswith((".", "_")))
+    if not files:
+        raise InputError(p, "directory holds no Parquet or CSV file")
+    return files
+
+
+def ingest(
+    path: str | os.PathLike[str],
+    outdir: str | os.PathLike[str],
+    cmap: ColumnMap | None = None,
+    config: CleaningConfig | None = None,
+    chunk_size: int = 2000,
+) -> IngestResult:
+    """Read, validate and chunk a light-curve input.
+
+    Parameters
+    ----------
+    path : path-like
+        A Parquet or CSV file, or a directory of them (any row order; an object
+        may span files).
+    outdir : path-like
+        Receives ``chunks/chunk-NNNNN.parquet``, ``quarantine.parquet`` and
+        ``ingest.json`` (all written atomically). Must not be inside the input.
+    cmap : ColumnMap, optional
+        Column mapping of the input.
+    config : CleaningConfig, optional
+        Cleaning rules.
+    chunk_size : int, default=2000
+        Objects per chunk (>= 1).
+
+    Returns
+    -------
+    IngestResult
+
+    Raises
+    ------
+    InputError
+        No input file could be read, or no object survived cleaning.
+    """
+    if int(chunk_size) < 1:
+        raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
+    out = Path(outdir)
+    files = input_files(path)
+    frames: list[pd.DataFrame] = []
+    failed: list[dict[str, str]] = []
+    for f in files:
+        try:
+            frames.append(read_table(f, cmap))
+        except InputError as exc:
+            failed.append({"file": str(f), "problem": exc.problem})
+    if not frames:
+        raise InputError(path, f"no input file could be read (first: {failed[0]['file']}: "
+                         f"{failed[0]['problem']})")
+    frame = frames[0] if len(frames) == 1 else pd.concat(
+        [fr.astype({"object_id": str, "band": str}) for fr in frames], ignore_index=True)
+    res = clean_frame(frame, config)
+    quarantine = res.quarantine
+    if failed:
+        quarantine = pd.concat([quarantine, pd.DataFrame({
+            "object_id": ["*"] * len(failed),
+            "band": [Path(x["file"]).name for x in failed],
+            "reason": [f"unreadable_file: {x['problem']}" for x in failed],
+            "n_rows": [0] * len(failed)})], ignore_index=True)
+    clean = res.frame
+    if len(clean) == 0:
+        raise InputError(path, "no light curve survived cleaning (see the quarantine counts: "
+                         f"{res.counts.to_dict()})")
+    oid = clean["object_id"].astype(str).to_numpy()
+    starts = np.flatnonzero(np.r_[True, oid[1:] != oid[:-1]])
+    bounds = np.r_[starts[::int(chunk_size)], len(oid)]
+    chunks, chunk_objects = [], []
+    for k in range(len(bounds) - 1):
+        part = clean.iloc[bounds[k]:bounds[k + 1]]
+        p = out / "chunks" / f"chunk-{k:05d}.parquet"
+        write_parquet_atomic(frame_to_arrow(part), p)
+        chunks.append(str(p))
+        chunk_objects.append(list(pd.unique(part["object_id"].astype(str))))
+    qpath = out / "quarantine.parquet"
+    write_parquet_atomic(pa.Table.from_pandas(quarantine.astype({"object_id": str, "band": str}),
+                                              schema=QUARANTINE_SCHEMA, preserve_index=False),
+                         qpath)
+    from .dmdt import order_bands
+
+    result = IngestResult(chunks=chunks, chunk_objects=chunk_objects, quarantine=str(qpath),
+                          failed_files=failed, counts=res.counts.to_dict(), n_files=len(files),
+                          bands=order_bands(pd.unique(clean["band"].astype(str))))
+    write_json_atomic(result.to_dict(), out / "ingest.json")
+    return result
+
+
+def read_chunk_objects(chunk: str | os.PathLike[str]) -> list[str]:
+    """Object ids of a chunk file (reads only that column)."""
+    import pyarrow.parquet as pq
+
+    try:
+        col = pq.read_table(chunk, columns=["object_id"]).column("object_id")
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(chunk, f"cannot read chunk: {exc}") from exc
+    return list(pd.unique(np.asarray(col.to_pylist(), dtype=object)))
+
+
+def concat_parquet(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],
+                   metadata_key: str | None = None) -> Path:
+    """Concatenate Parquet files of one schema into one file, atomically.
+
+    The file metadata of the first file is kept (``metadata_key`` entries of
+    all files must agree, e.g. the dm-dt grid); columns missing from some files
+    (e.g. features of a band a chunk lacks) are filled with nulls.
+
+    Raises
+    ------
+    InputError
+        No file given, or files whose ``metadata_key`` entries differ.
+    """
+    import pyarrow.parquet as pq
+
+    if not paths:
+        raise InputError(out, "nothing to concatenate")
+    tables = [pq.read_table(p) for p in paths]
+    meta = tables[0].schema.metadata or {}
+    if metadata_key is not None:
+        key = metadata_key.encode()
+        first = meta.get(key)
+        for p, t in zip(paths, tables, strict=True):
+            if (t.schema.metadata or {}).get(key) != first:
+                raise InputError(p, f"its '{metadata_key}' metadata differs from {paths[0]}")
+    table = pa.concat_tables([t.replace_schema_metadata(None) for t in tables],
+                             promote_options="permissive")
+    table = table.replace_schema_metadata(meta)
+    return write_parquet_atomic(table, out)
