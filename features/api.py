@@ -238,23 +238,45 @@ def _min_points(ex: Extractor) -> dict[str, int]:
     return {type(g).__name__: int(g.min_points) for g in ex.groups}
 
 
+_POOLS: dict[int, Any] = {}
+_POOLS_LOCK = __import__("threading").Lock()
+
+
+def _process_pool(n_jobs: int) -> Any:
+    """A process pool of ``n_jobs`` workers, started once per process and shared.
+
+    Feature extraction holds the GIL, so parallel chunks need processes; keeping
+    the pool alive saves the worker start-up (a few seconds each) on every call,
+    and concurrent callers (e.g. a flow's chunk tasks in threads) share its
+    workers instead of oversubscribing the cores. Workers are started with
+    ``spawn``: a script that uses ``n_jobs > 1`` needs the usual
+    ``if __name__ == "__main__":`` guard.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with _POOLS_LOCK:
+        pool = _POOLS.get(n_jobs)
+        if pool is None or getattr(pool, "_broken", False):
+            pool = ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("spawn"))
+            _POOLS[n_jobs] = pool
+        return pool
+
+
 def _iter_chunk_results(chunks: Iterable[Any], config: PeriodSearchConfig | None,
                         n_jobs: int) -> Iterable[dict[str, Any]]:
     if n_jobs == 1:
         for lcs in chunks:
             yield _chunk_features(lcs, config)
         return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
+    pool = _process_pool(n_jobs)
     pending = []
-    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("spawn")) as pool:
-        for lcs in chunks:
-            pending.append(pool.submit(_chunk_features, lcs, config))
-            if len(pending) >= 2 * n_jobs:
-                yield pending.pop(0).result()
-        for fut in pending:
-            yield fut.result()
+    for lcs in chunks:
+        pending.append(pool.submit(_chunk_features, lcs, config))
+        if len(pending) >= 2 * n_jobs:
+            yield pending.pop(0).result()
+    for fut in pending:
+        yield fut.result()
 
 
 def extract_features_file(
