@@ -398,7 +398,8 @@ def metric_rows(y_true: Sequence[Any], y_pred: Sequence[Any], classes: Sequence[
     classes : sequence of str
         The model's classes (column order of ``proba``).
     proba : ndarray of shape (n_samples, n_classes), optional
-        Predicted probabilities, for the log loss (clipped at 1e-15, as scikit-learn).
+        Predicted probabilities, for the log loss (clipped at 1e-15 and renormalised:
+        float32 network outputs sum to 1 only to ~1e-7).
 
     Returns
     -------
@@ -421,7 +422,8 @@ def metric_rows(y_true: Sequence[Any], y_pred: Sequence[Any], classes: Sequence[
     rep = metrics_report(y_true, y_pred, labels)
     ll = None
     if proba is not None and len(y_true) and np.isin(y_true, labels).all():
-        ll = float(log_loss(y_true, np.clip(proba, 1e-15, 1.0), labels=labels))
+        p = np.clip(np.asarray(proba, dtype=np.float64), 1e-15, 1.0)
+        ll = float(log_loss(y_true, p / p.sum(axis=1, keepdims=True), labels=labels))
     rows.append({"class": "__overall__", "precision": float(np.mean(prec)),
                  "recall": float(np.mean(rec)), "f1": rep["macro_f1"],
                  "support": int(len(y_true)), "accuracy": rep["accuracy"],

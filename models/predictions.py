@@ -28,6 +28,7 @@ __all__ = [
     "with_agreement",
     "write_predictions",
     "read_predictions",
+    "merge_predictions",
 ]
 
 #: File-metadata key of a stand-alone prediction file (JSON: classes, models, sources).
@@ -181,3 +182,19 @@ def read_predictions(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[s
     except Exception as exc:  # pyarrow raises several types for damaged files
         raise InputError(path, f"cannot read predictions: {exc}") from exc
     return frame, meta
+
+
+def merge_predictions(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],
+                      run_id: str, metadata: dict[str, Any] | None = None) -> Path:
+    """Concatenate prediction files (e.g. a flow's chunks) into one, stamped with ``run_id``.
+
+    Chunk results may come from the cache of an earlier run: their rows get this
+    run's id.
+
+    Returns
+    -------
+    Path
+    """
+    frame = pd.concat([read_predictions(p)[0] for p in paths], ignore_index=True)
+    frame["run_id"] = run_id
+    return write_predictions(frame, out, metadata)

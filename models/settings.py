@@ -59,6 +59,9 @@ class TrainSettings(IngestSettings):
         "best", description="'best' (vgg6 on the fine dm-dt grid) or 'faithful' "
         "(mahabal2017 on the authors' 22 x 24 grid)")
     cnn_epochs: int = Field(30, ge=1, description="maximum CNN epochs (early stopping)")
+    cnn_learning_rate: float | None = Field(None, gt=0.0, description="initial Adam learning "
+                                            "rate (None: the architecture's default, "
+                                            "models.cnn.DEFAULT_LEARNING_RATE)")
     cnn_max_class_weight: float = Field(10.0, gt=0.0, description="cap of the balanced class "
                                         "weights of the CNN")
     forest_n_estimators: int = Field(500, ge=1, description="trees of the random forest")

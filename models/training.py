@@ -260,6 +260,7 @@ def _estimator(kind: str, settings: TrainSettings) -> Any:
         from .cnn import DmDtCNN
 
         return DmDtCNN(arch=CNN_PRESETS[settings.cnn_preset][1], epochs=settings.cnn_epochs,
+                       learning_rate=settings.cnn_learning_rate,
                        max_class_weight=settings.cnn_max_class_weight,
                        random_state=settings.seed)
     if kind == "rpca_nearest":

@@ -29,6 +29,9 @@ COMMANDS: dict[str, str] = {
     "cnn": ".cnn",
     "features": ".features",
     "forest": ".forest",
+    "train": ".train",
+    "classify": ".classify",
+    "report": ".report",
 }
 
 

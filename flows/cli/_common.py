@@ -50,3 +50,17 @@ def cleaning_config(args: argparse.Namespace):
 
     return CleaningConfig(min_points=args.min_points, t_min=args.t_min, t_max=args.t_max,
                           conflict_policy=args.conflict_policy)
+
+
+def prefect_quiet_option(p: argparse.ArgumentParser) -> None:
+    """``--quiet``: Prefect's log lines (one per task run) off; the summary still prints."""
+    p.add_argument("--quiet", action="store_true",
+                   help="hide Prefect's progress log (task runs), print only the summary")
+
+
+def apply_quiet(args: argparse.Namespace) -> None:
+    """Honour ``--quiet`` (before Prefect is imported: it reads its settings then)."""
+    import os
+
+    if getattr(args, "quiet", False):
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")

@@ -1,26 +1,31 @@
-"""``lcpipe demo``: run the pipeline on the bundled CRTS sample."""
-
-from __future__ import annotations
+"""``lcpipe demo``: the main job (train flow) on the bundled CRTS sample."""
 
 import argparse
 
-HELP = "run the main job on the bundled CRTS sample (no download, no server)"
+from ._common import prefect_quiet_option
+
+HELP = "run the main job on the bundled CRTS sample (no download, no server to start)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-o", "--output", default="lcpipe-out", metavar="OUTDIR",
-                   help="output directory (default ./lcpipe-out)")
+    p.add_argument("-o", "--output", default="lcpipe-out/demo", metavar="RUN_DIR",
+                   help="run folder (default ./lcpipe-out/demo)")
+    prefect_quiet_option(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.demo import run_demo
+    from models.settings import TrainSettings
+    from pipeline.demo import sample_paths
 
-    s = run_demo(args.output)
-    v, d = s["validate"], s["dmdt"]
-    print(f"validate: {v['rows_in']} rows in, {v['rows_out']} out; dropped {v['rows_dropped']}; "
-          f"merged {v['rows_merged']}; {v['objects_out']}/{v['objects_in']} objects kept")
-    print(f"dmdt: {d['objects']} images of {d['shape'][0]}x{d['shape'][1]}x{d['shape'][2]} "
-          f"({d['bins']}, norm {d['norm']}), {d['pairs']} pairs")
-    print(f"outputs in {args.output}/: validated/lightcurves.parquet, validated/quarantine.parquet,"
-          f" validated/summary.json, dmdt.parquet")
+    from ._common import apply_quiet
+    from .train import _print_summary
+
+    apply_quiet(args)
+    from flows.train import train
+
+    paths = sample_paths()
+    print(f"lcpipe demo: the train flow on {paths['lightcurves']} (435 real CRTS light "
+          "curves; the 7 classes of Mahabal et al. 2017; Prefect's ephemeral API)", flush=True)
+    _print_summary(train(paths["lightcurves"], paths["labels"], args.output,
+                         TrainSettings(classes="paper7")))
     return 0
