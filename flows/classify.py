@@ -121,9 +121,13 @@ def classify(model: str, data: Path, output: Path,
     pred = pq.read_table(output, columns=["model", "predicted_class"]).to_pandas()
     counts = {m: g["predicted_class"].value_counts().to_dict()
               for m, g in pred.groupby("model")}
-    return {"run_id": run_id, "output": str(output), "bundle": str(bundle.path),
+    summary = {"run_id": run_id, "output": str(output), "bundle": str(bundle.path),
             "rpca_distances": str(extra["rpca_distances"]), "quarantine": str(extra["quarantine"]),
             "objects_in": int(ing["counts"]["objects_in"]), "objects_classified":
             int(pred.shape[0] // max(1, len(counts))), "objects_quarantined":
             int(ing["counts"]["objects_in"]) - n_obj + len(failed),
             "predicted_counts": counts, "stage_seconds": watch.seconds}
+    from pipeline.io import write_json_atomic
+
+    write_json_atomic(summary, extra["work"] / "last_run.json")
+    return summary

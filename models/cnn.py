@@ -36,6 +36,7 @@ machine they make training epochs 1.3-1.5x and inference ~1.4x faster).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -94,10 +95,39 @@ def _keras() -> Any:
     """Import Keras after :func:`tensorflow_environment` (first call only)."""
     if "keras" not in globals():
         tensorflow_environment()
-        import keras
+        with _quiet_native_stderr():
+            import keras
+            import tensorflow as tf
 
+            tf.constant(1.0) + 1  # runtime start-up logs here, not in the user's output
         globals()["keras"] = keras
     return globals()["keras"]
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence the C++ log lines TensorFlow prints while it loads (fd 2 to /dev/null).
+
+    Since TensorFlow 2.19 its start-up lines (a CUDA "error" on a machine without a GPU,
+    the oneDNN notice) bypass ``TF_CPP_MIN_LOG_LEVEL``; lcpipe hides them unless
+    ``TF_CPP_MIN_LOG_LEVEL`` is set below 3 (``--debug`` sets 0).
+    """
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3") < "3":
+        yield
+        return
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def keras_backend() -> str:

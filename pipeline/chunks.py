@@ -3,10 +3,13 @@
 The flows process light curves in chunks of thousands of objects (one Prefect
 task per chunk, never one per light curve). :func:`ingest` reads every input
 file on its own, so that an unreadable file is quarantined (with its reason)
-instead of failing the run, cleans all rows together with the rules of
-:mod:`pipeline.validate` (an object may span several files), and writes the
-clean rows as chunk files of ``chunk_size`` objects, each sorted by object,
-band and time.
+instead of failing the run, cleans the rows with the rules of
+:mod:`pipeline.validate`, and writes them as chunk files of ``chunk_size``
+objects, each sorted by object, band and time. Input grouped by object (each
+object's rows contiguous, in one file) is streamed: memory is bounded by a
+block of rows and a chunk, whatever the input size. Otherwise (rows of an
+object scattered, or an object in several files) the input is read whole and
+cleaned at once.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .contract import ColumnMap, read_table
+from .contract import ColumnMap, NotGroupedError, read_table
 from .errors import ConfigError, InputError
 from .io import write_json_atomic, write_parquet_atomic
 from .validate import QUARANTINE_SCHEMA, CleaningConfig, clean_frame, frame_to_arrow
@@ -29,6 +32,8 @@ from .validate import QUARANTINE_SCHEMA, CleaningConfig, clean_frame, frame_to_a
 __all__ = ["IngestResult", "input_files", "ingest", "read_chunk_objects", "concat_parquet"]
 
 _SUFFIXES = (".parquet", ".pq", ".csv")
+#: rows per streamed block of an input file (memory is bounded by a block and a chunk)
+_STREAM_ROWS = 500_000
 
 
 @dataclass
@@ -126,6 +131,110 @@ def ingest(
         raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
     out = Path(outdir)
     files = input_files(path)
+    writer = _ChunkWriter(out / "chunks", int(chunk_size))
+    try:
+        counts, quarantine, failed = _ingest_streaming(files, cmap, config, writer)
+    except NotGroupedError:
+        # rows of an object not contiguous, or an object in several files: read it all
+        import shutil
+
+        shutil.rmtree(out / "chunks", ignore_errors=True)
+        writer = _ChunkWriter(out / "chunks", int(chunk_size))
+        counts, quarantine, failed = _ingest_in_memory(files, cmap, config, writer)
+    writer.flush(final=True)
+    if failed and len(failed) == len(files):
+        raise InputError(path, f"no input file could be read (first: {failed[0]['file']}: "
+                         f"{failed[0]['problem']})")
+    if not writer.chunks:
+        raise InputError(path, "no light curve survived cleaning (see the quarantine counts: "
+                         f"{counts.to_dict()})")
+    if failed:
+        quarantine.append(pd.DataFrame({
+            "object_id": ["*"] * len(failed),
+            "band": [Path(x["file"]).name for x in failed],
+            "reason": [f"unreadable_file: {x['problem']}" for x in failed],
+            "n_rows": [0] * len(failed)}))
+    q = pd.concat(quarantine, ignore_index=True) if quarantine else pd.DataFrame(
+        {k: pd.Series([], dtype=object if k != "n_rows" else np.int64)
+         for k in QUARANTINE_SCHEMA.names})
+    qpath = out / "quarantine.parquet"
+    write_parquet_atomic(pa.Table.from_pandas(q.astype({"object_id": str, "band": str}),
+                                              schema=QUARANTINE_SCHEMA, preserve_index=False),
+                         qpath)
+    from .dmdt import order_bands
+
+    result = IngestResult(chunks=writer.chunks, chunk_objects=writer.chunk_objects,
+                          quarantine=str(qpath), failed_files=failed, counts=counts.to_dict(),
+                          n_files=len(files), bands=order_bands(writer.bands))
+    write_json_atomic(result.to_dict(), out / "ingest.json")
+    return result
+
+
+class _ChunkWriter:
+    """Collects clean frames and writes them as chunk files of ``size`` objects."""
+
+    def __init__(self, folder: Path, size: int) -> None:
+        self.folder, self.size = folder, size
+        self.pending: list[pd.DataFrame] = []
+        self.n_pending = 0
+        self.chunks: list[str] = []
+        self.chunk_objects: list[list[str]] = []
+        self.bands: set[str] = set()
+
+    def add(self, frame: pd.DataFrame) -> None:
+        if len(frame) == 0:
+            return
+        self.pending.append(frame)
+        self.n_pending += int(frame["object_id"].nunique())
+        self.bands.update(map(str, pd.unique(frame["band"].astype(str))))
+        self.flush()
+
+    def flush(self, final: bool = False) -> None:
+        while self.n_pending >= self.size or (final and self.n_pending):
+            block = pd.concat([f.astype({"object_id": str, "band": str}) for f in self.pending],
+                              ignore_index=True)
+            oid = block["object_id"].to_numpy()
+            starts = np.flatnonzero(np.r_[True, oid[1:] != oid[:-1]])
+            cut = int(starts[self.size]) if len(starts) > self.size else len(block)
+            part, rest = block.iloc[:cut], block.iloc[cut:]
+            p = self.folder / f"chunk-{len(self.chunks):05d}.parquet"
+            write_parquet_atomic(frame_to_arrow(part), p)
+            self.chunks.append(str(p))
+            self.chunk_objects.append(list(pd.unique(part["object_id"])))
+            self.pending = [rest] if len(rest) else []
+            self.n_pending = int(rest["object_id"].nunique()) if len(rest) else 0
+
+
+def _ingest_streaming(files: list[Path], cmap: ColumnMap | None, config: CleaningConfig | None,
+                      writer: _ChunkWriter) -> tuple[Any, list[pd.DataFrame], list[dict]]:
+    """Each file as a stream of whole objects (memory bounded by a block, not the input)."""
+    from .contract import iter_object_chunks
+    from .validate import CleaningCounts
+
+    counts, quarantine, failed = CleaningCounts(), [], []
+    seen: set[str] = set()
+    for f in files:
+        try:
+            for frame in iter_object_chunks(f, cmap, _STREAM_ROWS):
+                ids = set(map(str, pd.unique(frame["object_id"].astype(str))))
+                if ids & seen:
+                    raise NotGroupedError(f, "an object continues in another file",
+                                          object_id=sorted(ids & seen)[0])
+                seen |= ids
+                res = clean_frame(frame, config)
+                counts += res.counts
+                quarantine.append(res.quarantine)
+                writer.add(res.frame)
+        except NotGroupedError:
+            raise
+        except InputError as exc:
+            failed.append({"file": str(f), "problem": exc.problem})
+    return counts, quarantine, failed
+
+
+def _ingest_in_memory(files: list[Path], cmap: ColumnMap | None, config: CleaningConfig | None,
+                      writer: _ChunkWriter) -> tuple[Any, list[pd.DataFrame], list[dict]]:
+    """All files at once (input not grouped by object, or objects spanning files)."""
     frames: list[pd.DataFrame] = []
     failed: list[dict[str, str]] = []
     for f in files:
@@ -134,43 +243,14 @@ def ingest(
         except InputError as exc:
             failed.append({"file": str(f), "problem": exc.problem})
     if not frames:
-        raise InputError(path, f"no input file could be read (first: {failed[0]['file']}: "
-                         f"{failed[0]['problem']})")
+        from .validate import CleaningCounts
+
+        return CleaningCounts(), [], failed
     frame = frames[0] if len(frames) == 1 else pd.concat(
         [fr.astype({"object_id": str, "band": str}) for fr in frames], ignore_index=True)
     res = clean_frame(frame, config)
-    quarantine = res.quarantine
-    if failed:
-        quarantine = pd.concat([quarantine, pd.DataFrame({
-            "object_id": ["*"] * len(failed),
-            "band": [Path(x["file"]).name for x in failed],
-            "reason": [f"unreadable_file: {x['problem']}" for x in failed],
-            "n_rows": [0] * len(failed)})], ignore_index=True)
-    clean = res.frame
-    if len(clean) == 0:
-        raise InputError(path, "no light curve survived cleaning (see the quarantine counts: "
-                         f"{res.counts.to_dict()})")
-    oid = clean["object_id"].astype(str).to_numpy()
-    starts = np.flatnonzero(np.r_[True, oid[1:] != oid[:-1]])
-    bounds = np.r_[starts[::int(chunk_size)], len(oid)]
-    chunks, chunk_objects = [], []
-    for k in range(len(bounds) - 1):
-        part = clean.iloc[bounds[k]:bounds[k + 1]]
-        p = out / "chunks" / f"chunk-{k:05d}.parquet"
-        write_parquet_atomic(frame_to_arrow(part), p)
-        chunks.append(str(p))
-        chunk_objects.append(list(pd.unique(part["object_id"].astype(str))))
-    qpath = out / "quarantine.parquet"
-    write_parquet_atomic(pa.Table.from_pandas(quarantine.astype({"object_id": str, "band": str}),
-                                              schema=QUARANTINE_SCHEMA, preserve_index=False),
-                         qpath)
-    from .dmdt import order_bands
-
-    result = IngestResult(chunks=chunks, chunk_objects=chunk_objects, quarantine=str(qpath),
-                          failed_files=failed, counts=res.counts.to_dict(), n_files=len(files),
-                          bands=order_bands(pd.unique(clean["band"].astype(str))))
-    write_json_atomic(result.to_dict(), out / "ingest.json")
-    return result
+    writer.add(res.frame)
+    return res.counts, [res.quarantine], failed
 
 
 def read_chunk_objects(chunk: str | os.PathLike[str]) -> list[str]:

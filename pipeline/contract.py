@@ -298,6 +298,10 @@ def read_table(path: str | os.PathLike[str], cmap: ColumnMap | None = None) -> p
     return _canonical(table, cols, cmap, path)
 
 
+class NotGroupedError(InputError):
+    """Rows of one object are not contiguous in an input read as a stream."""
+
+
 def iter_object_chunks(
     path: str | os.PathLike[str],
     cmap: ColumnMap | None = None,
@@ -411,7 +415,7 @@ def _check_grouped(frame: pd.DataFrame, seen: set[str], source: object) -> None:
         if again:
             bad = again[0]
     if bad is not None:
-        raise InputError(
+        raise NotGroupedError(
             source, f"rows of object {bad} are not contiguous: streaming needs input grouped "
-            "by object_id (run `lcpipe validate` first, its output is sorted)")
+            "by object_id (run `lcpipe validate` first, its output is sorted)", object_id=bad)
     seen.update(uniq)
