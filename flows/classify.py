@@ -87,8 +87,8 @@ def classify(model: str, data: Path, output: Path,
     common = set(ing["bands"]) & set(bundle.info["bands"])
     if not common:
         raise InputError(data, f"no light curve in the bundle's bands {bundle.info['bands']} "
-                         f"(the data has {ing['bands']}; use --preset or --columns to map "
-                         "the band column)")
+                         f"(the data has {ing['bands']}; rename bands with --bands, e.g. "
+                         f"'{ing['bands'][0]}={bundle.info['bands'][0]}')")
     n_obj = int(ing["counts"]["objects_out"])
     log.info(f"ingest: {n_obj} objects in {len(ing['chunks'])} chunks")
     watch.lap("ingest")

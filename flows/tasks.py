@@ -43,7 +43,7 @@ def chunk_key(kind: str, path: Any, *parts: Any) -> str:
 
 
 def _ingest_settings(s: IngestSettings) -> tuple:
-    return (s.preset, s.columns, s.min_points, s.chunk_size)
+    return (s.preset, s.columns, s.bands, s.min_points, s.chunk_size)
 
 
 def _ingest_key(ctx: Any, p: dict[str, Any]) -> str:
@@ -58,8 +58,9 @@ def ingest_task(data: Path, cache: Path, settings: IngestSettings) -> dict[str, 
     from pipeline.validate import CleaningConfig
 
     key = chunk_key("ingest", data, *_ingest_settings(settings), cache)
-    res = ingest(data, Path(cache) / key, ColumnMap.from_spec(settings.preset, settings.columns),
-                 CleaningConfig(min_points=settings.min_points), settings.chunk_size)
+    cmap = ColumnMap.from_spec(settings.preset, settings.columns, settings.bands)
+    res = ingest(data, Path(cache) / key, cmap, CleaningConfig(min_points=settings.min_points),
+                 settings.chunk_size)
     return res.to_dict()
 
 

@@ -32,6 +32,9 @@ class IngestSettings(BaseModel):
         None, description="column names of a survey export (None: lcpipe's own names)")
     columns: str | None = Field(
         None, description="column mapping overrides, e.g. 't=MJD,mag_err=magerr'")
+    bands: str | None = Field(
+        None, description="band renames SOURCE=NAME, e.g. 'r=CSS_V' to feed r-band light "
+        "curves to a bundle trained on CSS_V ('default=NAME' for input without a band column)")
     min_points: int = Field(10, ge=2, description="objects with fewer clean points are "
                             "quarantined")
     chunk_size: int = Field(2000, ge=1, description="light curves per task (one Prefect task "

@@ -73,7 +73,8 @@ class ColumnMap:
     band_values: Mapping[object, str] = field(default_factory=dict)
 
     @classmethod
-    def from_spec(cls, preset: str | None = None, columns: str | None = None) -> ColumnMap:
+    def from_spec(cls, preset: str | None = None, columns: str | None = None,
+                  bands: str | None = None) -> ColumnMap:
         """Build a map from a preset name and/or a ``key=source,...`` string.
 
         Parameters
@@ -82,6 +83,9 @@ class ColumnMap:
             Named mapping for a survey export; default ``lcpipe`` (identity).
         columns : str, optional
             Overrides, e.g. ``"t=MJD,mag_err=magerr"``; keys must be contract columns.
+        bands : str, optional
+            Band renames ``"SOURCE=NAME,..."``, e.g. ``"r=CSS_V"``; an input without a
+            band column has the single band :data:`DEFAULT_BAND` (``"default=CSS_V"``).
         """
         base = PRESETS[preset or "lcpipe"] if (preset or "lcpipe") in PRESETS else None
         if base is None:
@@ -103,7 +107,15 @@ class ColumnMap:
                         f"bad --columns item {item!r}: {key!r} is not one of {list(COLUMNS)}"
                     )
                 names[key] = (src,)
-        return cls(names=names, band_values=dict(base.band_values))
+        band_values = dict(base.band_values)
+        for item in (bands or "").split(","):
+            if not item.strip():
+                continue
+            src, sep, dst = (x.strip() for x in item.partition("="))
+            if not sep or not src or not dst:
+                raise ConfigError(f"bad band rename {item!r}: expected SOURCE=NAME")
+            band_values[src] = dst
+        return cls(names=names, band_values=band_values)
 
     def resolve(self, available: Sequence[str], source: object) -> dict[str, str | None]:
         """Return contract column -> source column (``None`` for an absent band).
@@ -227,8 +239,9 @@ def _canonical(batch: pa.Table, cols: dict[str, str | None], cmap: ColumnMap,
             "expected string or integer")
     data["object_id"] = _categorical(oid)
     if cols["band"] is None:
+        name = str(cmap.band_values.get(DEFAULT_BAND, DEFAULT_BAND))
         data["band"] = pd.Categorical.from_codes(np.zeros(n, dtype=np.int64),
-                                                 categories=pd.Index([DEFAULT_BAND], dtype=object))
+                                                 categories=pd.Index([name], dtype=object))
     else:
         band = batch.column(cols["band"])
         if pa.types.is_floating(band.type):

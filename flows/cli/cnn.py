@@ -16,7 +16,7 @@ import argparse
 
 from ._common import add_debug_argument
 
-HELP = "CNN classifier of dm-dt images: train, predict, cv, saliency (needs the 'cnn' extra)"
+HELP = "CNN classifier of dm-dt images: train, predict, cv, saliency"
 
 _ARCHS = ("mahabal2017", "vgg6", "dmdtnet")
 _REPS = ("paper", "fine")
