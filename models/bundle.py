@@ -122,9 +122,9 @@ def resolve_bundle(spec: str | os.PathLike[str]) -> Path:
         return p
     runs = p / "bundles"
     if runs.is_dir():
-        found = sorted(d for d in runs.iterdir() if (d / "bundle.json").is_file())
+        found = [d for d in runs.iterdir() if (d / "bundle.json").is_file()]
         if found:
-            return found[-1]
+            return max(found, key=lambda d: ((d / "bundle.json").stat().st_mtime_ns, d.name))
     raise InputError(p, "not a model bundle (no bundle.json), a run folder of `lcpipe train` "
                      f"or a shipped bundle name ({', '.join(SHIPPED_BUNDLES)})")
 

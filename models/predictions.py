@@ -178,7 +178,11 @@ def read_predictions(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[s
 
     meta = read_json_metadata(path, PREDICTIONS_METADATA_KEY)
     try:
-        frame = pq.read_table(path).to_pandas()
+        import pyarrow as pa
+
+        nullable = {pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(),
+                    pa.bool_(): pd.BooleanDtype()}
+        frame = pq.read_table(path).to_pandas(types_mapper=nullable.get)
     except Exception as exc:  # pyarrow raises several types for damaged files
         raise InputError(path, f"cannot read predictions: {exc}") from exc
     return frame, meta

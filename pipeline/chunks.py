@@ -197,6 +197,9 @@ class _ChunkWriter:
             starts = np.flatnonzero(np.r_[True, oid[1:] != oid[:-1]])
             cut = int(starts[self.size]) if len(starts) > self.size else len(block)
             part, rest = block.iloc[:cut], block.iloc[cut:]
+            # objects arrive grouped in input order: sort the chunk by object (stable keeps
+            # each object's band and time order)
+            part = part.sort_values("object_id", kind="stable", ignore_index=True)
             p = self.folder / f"chunk-{len(self.chunks):05d}.parquet"
             write_parquet_atomic(frame_to_arrow(part), p)
             self.chunks.append(str(p))

@@ -157,9 +157,6 @@ def test_write_read_round_trip(tmp_path, predictions):
     assert plain(frame) == plain(predictions)
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: read_predictions (models/predictions.py) "
-                   "reads with to_pandas() and no types_mapper: fold comes back int32 or "
-                   "float64 (with nulls), models_agree object, not Int32 / boolean")
 def test_round_trip_keeps_nullable_dtypes(tmp_path, predictions):
     frame, _ = read_predictions(write_predictions(predictions, tmp_path / "p.parquet"))
     assert str(frame["fold"].dtype) == "Int32"

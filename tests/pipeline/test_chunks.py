@@ -122,9 +122,6 @@ def test_grouped_unsorted_multiband_streams_blocks(tmp_path, monkeypatch, rng):
     assert len(res.chunks) == 5 and res.bands == ["g", "r"]
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: streamed chunks spanning several blocks "
-                   "or files keep the input's object order (pipeline/chunks.py _ChunkWriter."
-                   "flush writes `part` unsorted), though documented as sorted by object")
 def test_chunk_sorted_by_object_when_input_objects_are_not(tmp_path, monkeypatch, rng):
     df = make_frame(rng, n_obj=12, n_min=8, n_max=30)
     df = pd.concat([g for _, g in df.groupby("object_id", sort=True)][::-1], ignore_index=True)
