@@ -83,7 +83,7 @@ Files ({size / 2**20:.1f} MiB in all; the forest is stored DEFLATE-compressed, a
 {files}
 
 Use: `lcpipe classify --model crts --data IN -o OUT.parquet` (light curves in band
-`{info['bands'][0]}`, or mapped to it with `--columns`).
+`{info['bands'][0]}`, or renamed to it with `--bands`, e.g. `--bands r=CSS_V`).
 """)
     if TARGET.exists():
         shutil.rmtree(TARGET)
