@@ -10,7 +10,12 @@ import pandas as pd
 from pipeline.errors import ConfigError, InputError
 
 __all__ = ["Stopwatch", "fan_out", "check_failed_fraction", "write_quarantine",
-           "check_paths"]
+           "check_paths", "ingest_outputs_exist"]
+
+
+def ingest_outputs_exist(ing: dict[str, Any]) -> bool:
+    """Whether the files of a (possibly cached) ingest result are all on disk."""
+    return all(Path(p).exists() for p in [*ing["chunks"], ing["quarantine"]])
 
 
 class Stopwatch:
@@ -59,13 +64,18 @@ def fan_out(submit: Callable[[str], Any], chunks: list[str], chunk_objects: list
         fut = futures[c]
         fut.wait()
         res = fut.result(raise_on_failure=False)
+        if not isinstance(res, BaseException) and check is not None and retry is not None \
+                and not check(res):
+            try:
+                res = retry(c)
+            except Exception as exc:  # the rerun failed: quarantine the chunk like a failure
+                res = exc
         if isinstance(res, BaseException):
-            reason = f"chunk_failed: {type(res).__name__}: {str(res).splitlines()[0][:200]}"
+            msg = str(res).partition("\n")[0][:200]
+            reason = f"chunk_failed: {type(res).__name__}" + (f": {msg}" if msg else "")
             failed += [{"object_id": o, "band": "*", "reason": reason, "n_rows": 0}
                        for o in objects]
             continue
-        if check is not None and retry is not None and not check(res):
-            res = retry(c)
         results[c] = res
     return results, failed
 

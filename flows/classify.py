@@ -18,7 +18,13 @@ prefect_environment()
 from prefect import flow, get_run_logger  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
-from flows._common import Stopwatch, check_failed_fraction, check_paths, fan_out  # noqa: E402
+from flows._common import (  # noqa: E402
+    Stopwatch,
+    check_failed_fraction,
+    check_paths,
+    fan_out,
+    ingest_outputs_exist,
+)
 from flows.tasks import classify_chunk_task, ingest_task  # noqa: E402
 from models.settings import ClassifySettings  # noqa: E402
 
@@ -84,6 +90,8 @@ def classify(model: str, data: Path, output: Path,
     cache = extra["work"] / "cache"
 
     ing = ingest_task(data, cache, settings)
+    if not ingest_outputs_exist(ing):  # a cached result whose files were deleted
+        ing = ingest_task.with_options(refresh_cache=True)(data, cache, settings)
     common = set(ing["bands"]) & set(bundle.info["bands"])
     if not common:
         raise InputError(data, f"no light curve in the bundle's bands {bundle.info['bands']} "

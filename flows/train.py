@@ -34,6 +34,7 @@ from flows._common import (  # noqa: E402
     check_failed_fraction,
     check_paths,
     fan_out,
+    ingest_outputs_exist,
     write_quarantine,
 )
 from flows.tasks import (  # noqa: E402
@@ -105,6 +106,8 @@ def train(data: Path, labels: Path, output: Path,
               "settings": settings.model_dump()}
 
     ing = ingest_task(data, cache, settings)
+    if not ingest_outputs_exist(ing):  # a cached result whose files were deleted
+        ing = ingest_task.with_options(refresh_cache=True)(data, cache, settings)
     n_obj = int(ing["counts"]["objects_out"])
     log.info(f"ingest: {ing['counts']['rows_in']} rows, {n_obj} objects in "
              f"{len(ing['chunks'])} chunks; {len(ing['failed_files'])} unreadable files")
@@ -124,8 +127,9 @@ def train(data: Path, labels: Path, output: Path,
     failed = {r["object_id"]: r for r in failed_i + failed_f}
     ok_chunks = [c for c in ing["chunks"] if c in imgs and c in feats]
     watch.lap("images_and_features")
-    quarantine = write_quarantine(report_dir, run_id, ing["quarantine"], list(failed.values()))
     try:
+        quarantine = write_quarantine(report_dir, run_id, ing["quarantine"],
+                                      list(failed.values()))
         check_failed_fraction(data, ing["n_files"], len(ing["failed_files"]), n_obj,
                               len(failed), settings.max_failed_fraction)
         if not ok_chunks:
@@ -133,7 +137,7 @@ def train(data: Path, labels: Path, output: Path,
     except Exception:
         write_run_row(report_dir, run_id, flow="train", status="failed", started=started,
                       parameters=params, input_data_hash=file_hash(data),
-                      stage_seconds=watch.seconds, objects_in=n_obj,
+                      stage_seconds=watch.seconds, objects_in=int(ing["counts"]["objects_in"]),
                       objects_quarantined=int(ing["counts"]["objects_in"]) - n_obj
                       + len(failed), objects_classified=0)
         raise

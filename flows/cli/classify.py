@@ -30,6 +30,11 @@ def run(args: argparse.Namespace) -> int:
     from ._settings import settings_from_args
 
     settings = settings_from_args(ClassifySettings, args)
+    from models.bundle import load_bundle
+    from pipeline.chunks import input_files
+
+    load_bundle(args.model)  # bad bundle or input: one line, before Prefect starts
+    input_files(args.data)
     apply_quiet(args)
     from flows.classify import classify
 

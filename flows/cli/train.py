@@ -28,6 +28,15 @@ def run(args: argparse.Namespace) -> int:
     from ._settings import settings_from_args
 
     settings = settings_from_args(TrainSettings, args)
+    from pathlib import Path
+
+    from flows._common import check_paths
+    from pipeline.chunks import input_files
+    from pipeline.labels import read_labels
+
+    input_files(args.data)  # bad input: one line, before Prefect starts
+    read_labels(args.labels)
+    check_paths(Path(args.output), [Path(args.data), Path(args.labels)])
     apply_quiet(args)
     from flows.train import train
 
