@@ -9,7 +9,7 @@ import pandas as pd
 
 from pipeline.errors import ConfigError, InputError
 
-__all__ = ["Stopwatch", "fan_out", "check_failed_fraction", "write_quarantine",
+__all__ = ["Stopwatch", "fan_out", "collect", "check_failed_fraction", "write_quarantine",
            "check_paths", "ingest_outputs_exist"]
 
 
@@ -37,14 +37,30 @@ def fan_out(submit: Callable[[str], Any], chunks: list[str], chunk_objects: list
             retry: Callable[[str], Any] | None = None,
             check: Callable[[Any], bool] | None = None
             ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Submit one task per chunk; collect results and quarantine the objects of failed chunks.
+    """Submit one task per chunk, then :func:`collect` the results.
 
     Parameters
     ----------
     submit : callable
         ``submit(chunk) -> PrefectFuture``.
-    chunks, chunk_objects : list
-        Chunk files and their object ids.
+    chunks, chunk_objects, retry, check
+        See :func:`collect`.
+    """
+    return collect({c: submit(c) for c in chunks}, chunk_objects, retry, check)
+
+
+def collect(futures: dict[str, Any], chunk_objects: list[list[str]],
+            retry: Callable[[str], Any] | None = None,
+            check: Callable[[Any], bool] | None = None
+            ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Wait for one future per chunk; quarantine the objects of the chunks that failed.
+
+    Parameters
+    ----------
+    futures : dict
+        Chunk file -> PrefectFuture, in chunk order.
+    chunk_objects : list of list of str
+        Object ids of each chunk.
     retry : callable, optional
         ``retry(chunk) -> result`` run when ``check(result)`` is False (e.g. a cached
         result whose files were deleted: rerun without the cache).
@@ -57,11 +73,9 @@ def fan_out(submit: Callable[[str], Any], chunks: list[str], chunk_objects: list
         Results by chunk for the chunks that succeeded, and quarantine rows
         (``object_id, band, reason, n_rows``) for the objects of the others.
     """
-    futures = {c: submit(c) for c in chunks}
     results: dict[str, Any] = {}
     failed: list[dict[str, Any]] = []
-    for c, objects in zip(chunks, chunk_objects, strict=True):
-        fut = futures[c]
+    for (c, fut), objects in zip(futures.items(), chunk_objects, strict=True):
         fut.wait()
         res = fut.result(raise_on_failure=False)
         if not isinstance(res, BaseException) and check is not None and retry is not None \

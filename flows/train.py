@@ -33,7 +33,7 @@ from flows._common import (  # noqa: E402
     Stopwatch,
     check_failed_fraction,
     check_paths,
-    fan_out,
+    collect,
     ingest_outputs_exist,
     write_quarantine,
 )
@@ -116,14 +116,16 @@ def train(data: Path, labels: Path, output: Path,
     grids = image_grids(settings.cnn_preset)
     grid_list = list(dict.fromkeys(grids.values()))
     bands = ing["bands"]
-    imgs, failed_i = fan_out(
-        lambda c: images_task.submit(c, cache, grid_list, bands), ing["chunks"],
-        ing["chunk_objects"], retry=lambda c: images_task.with_options(refresh_cache=True)(
-            c, cache, grid_list, bands), check=_exists)
-    feats, failed_f = fan_out(
-        lambda c: features_task.submit(c, cache, bands, settings.n_jobs), ing["chunks"],
-        ing["chunk_objects"], retry=lambda c: features_task.with_options(refresh_cache=True)(
-            c, cache, bands, settings.n_jobs), check=_exists)
+    # images and features of every chunk submitted together: they run concurrently
+    fut_i = {c: images_task.submit(c, cache, grid_list, bands) for c in ing["chunks"]}
+    fut_f = {c: features_task.submit(c, cache, bands, settings.n_jobs) for c in ing["chunks"]}
+    imgs, failed_i = collect(
+        fut_i, ing["chunk_objects"], check=_exists,
+        retry=lambda c: images_task.with_options(refresh_cache=True)(c, cache, grid_list, bands))
+    feats, failed_f = collect(
+        fut_f, ing["chunk_objects"], check=_exists,
+        retry=lambda c: features_task.with_options(refresh_cache=True)(c, cache, bands,
+                                                                       settings.n_jobs))
     failed = {r["object_id"]: r for r in failed_i + failed_f}
     ok_chunks = [c for c in ing["chunks"] if c in imgs and c in feats]
     watch.lap("images_and_features")

@@ -16,7 +16,7 @@ from tests.helpers import make_frame
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=600)
 
 
 def test_help_is_fast():
@@ -82,9 +82,22 @@ def test_bad_option_values(tmp_path, rng, capsys):
     assert "unknown bins" in err and "NAME=SOURCE" in err
 
 
-def test_demo_runs_on_bundled_data(tmp_path):
-    r = _run("demo", "-o", str(tmp_path / "demo"))
+def test_demo_runs_the_main_job_on_bundled_data(tmp_path):
+    """README command 1: the train flow on the bundled sample, in a fresh process with
+    Prefect's ephemeral API; the comparison table printed; no TensorFlow C++ log lines."""
+    from pipeline.reports import list_runs, read_report
+
+    r = _run("demo", "--quiet", "-o", str(tmp_path / "demo"))
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "demo" / "dmdt.parquet").exists()
-    s = json.loads((tmp_path / "demo" / "validated" / "summary.json").read_text())
-    assert s["objects_in"] == 435 and s["rows_in"] == 126_816
+    assert "435 objects in" in r.stdout
+    for model in ("forest", "cnn", "rpca_nearest"):
+        assert f"| test | {model} |" in r.stdout
+    noise = [ln for ln in (r.stdout + r.stderr).splitlines()
+             if "cuda" in ln.lower() or ln.startswith(("I0000", "E0000", "W0000"))]
+    assert not noise, noise
+    reports = tmp_path / "demo" / "reports"
+    runs = list_runs(reports)
+    assert list(runs["status"]) == ["completed"] and int(runs["objects_in"].iloc[0]) == 435
+    metrics = read_report(reports, "metrics")
+    assert set(metrics["model"]) == {"forest", "cnn", "rpca_nearest"}
+    assert (tmp_path / "demo" / "bundles" / runs["run_id"].iloc[0] / "bundle.json").exists()
