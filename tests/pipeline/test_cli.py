@@ -101,3 +101,26 @@ def test_demo_runs_the_main_job_on_bundled_data(tmp_path):
     metrics = read_report(reports, "metrics")
     assert set(metrics["model"]) == {"forest", "cnn", "rpca_nearest"}
     assert (tmp_path / "demo" / "bundles" / runs["run_id"].iloc[0] / "bundle.json").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["forest", "--debug", "train", "F.parquet", "--labels", "L.csv", "-o", "M.skops"],
+    ["forest", "train", "F.parquet", "--labels", "L.csv", "-o", "M.skops", "--debug"],
+    ["cnn", "train", "D.parquet", "--labels", "L.csv", "-o", "M", "--debug"],
+    ["cnn", "--debug", "predict", "D.parquet", "--model", "M", "-o", "P.parquet"],
+    ["train", "--data", "D", "--labels", "L", "-o", "R", "--debug"],
+    ["validate", "--debug", "IN", "-o", "OUT"],
+])
+def test_debug_is_accepted_at_every_level(argv):
+    from flows.cli import _build_parser
+
+    args = _build_parser(argv[0]).parse_args(argv)
+    assert args.debug is True
+
+
+def test_debug_defaults_off():
+    from flows.cli import _build_parser
+
+    args = _build_parser("forest").parse_args(["forest", "train", "F", "--labels", "L", "-o",
+                                                "M"])
+    assert getattr(args, "debug", False) is False
