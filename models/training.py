@@ -420,8 +420,7 @@ def evaluate_model(kind: str, paths: dict[str, str], split_path: str | os.PathLi
             from pipeline.rpca_dmdt import NearestSubspaceClassifier
 
             est = NearestSubspaceClassifier(settings.rpca_rank_background,
-                                            settings.rpca_rank_class,
-                                            random_state=settings.seed)
+                                            settings.rpca_rank_class)
         oof = cross_validate(est, X, y, folds,
                              fit_params={"input_meta": in_meta} if kind == "cnn" else None)
         frames.append(prediction_frame(

@@ -271,6 +271,25 @@ def test_deleted_cache_is_recomputed(first_run: Run, second_run: Run) -> None:
     assert len(a) == len(b) and (a["support"].to_numpy() == b["support"].to_numpy()).all()
 
 
+def test_cv_folds_give_the_same_folds_to_every_model(tmp_path: Path) -> None:
+    """With cv_folds, every model is scored out of fold on the same folds of the training
+    part; the test part is untouched."""
+    settings = SETTINGS.model_copy(update={"cv_folds": 3})
+    run = _train(tmp_path / "cv", settings)
+    pred = read_report(run.report_dir, "predictions", run.run_id)
+    cv = pred[pred["split"] == "cv"]
+    assert set(cv["model"]) == {"forest", "cnn", "rpca_nearest"}
+    folds = {m: g.set_index("object_id")["fold"].sort_index() for m, g in cv.groupby("model")}
+    pd.testing.assert_series_equal(folds["forest"], folds["cnn"], check_names=False)
+    pd.testing.assert_series_equal(folds["forest"], folds["rpca_nearest"], check_names=False)
+    assert set(folds["forest"].astype(int)) == {0, 1, 2}
+    test_ids = set(pred.loc[pred["split"] == "test", "object_id"])
+    assert not test_ids & set(cv["object_id"])
+    metrics = read_report(run.report_dir, "metrics", run.run_id)
+    assert {("cv", m) for m in folds} <= set(zip(metrics["split"], metrics["model"],
+                                                 strict=True))
+
+
 # ----------------------------------------------------------------------------- 4. bad file
 
 
