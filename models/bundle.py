@@ -176,7 +176,7 @@ def classify_chunk(bundle_spec: str | os.PathLike[str], chunk: str | os.PathLike
     from pipeline.io import write_parquet_atomic
 
     from .predictions import prediction_frame, with_agreement, write_predictions
-    from .training import chunk_features, chunk_images, load_model, predict_model
+    from .training import chunk_features, chunk_images, load_model_cached, predict_model
 
     b = load_bundle(bundle_spec)
     wd = Path(workdir)
@@ -187,7 +187,7 @@ def classify_chunk(bundle_spec: str | os.PathLike[str], chunk: str | os.PathLike
     classes = [str(c) for c in b.info["classes"]]
     frames, out = [], {}
     for kind in b.models:
-        model, meta = load_model(kind, b.model_path(kind))
+        model, meta = load_model_cached(kind, b.model_path(kind))
         ids, m_classes, proba, pred, extra = predict_model(kind, model, meta, paths, None,
                                                            b.settings)
         if proba is not None and [str(c) for c in m_classes] != classes:

@@ -20,6 +20,7 @@ same objects and the same split:
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ __all__ = [
     "make_split",
     "read_split",
     "fit_model",
+    "load_model",
+    "load_model_cached",
     "predict_model",
     "evaluate_model",
 ]
@@ -68,7 +71,7 @@ def chunk_images(chunk: str | os.PathLike[str], outdir: str | os.PathLike[str],
     Parameters
     ----------
     chunk : path-like
-        Clean light curves (:func:`pipeline.chunks.ingest`).
+        Clean light curves (:func:`pipeline.chunks.ingest`), read once for all grids.
     outdir : path-like
         Output folder.
     grids : list of str
@@ -81,12 +84,16 @@ def chunk_images(chunk: str | os.PathLike[str], outdir: str | os.PathLike[str],
     dict
         grid name -> path of the counts file.
     """
-    from pipeline.dmdt import dmdt_file
+    from pipeline.dmdt import METADATA_KEY, compute_dmdt, dmdt_table
+    from pipeline.io import write_parquet_atomic
+    from pipeline.lightcurves import read_lightcurves
 
+    lcs = read_lightcurves(chunk, clean=False)
     out = {}
     for grid in dict.fromkeys(grids):
+        img = compute_dmdt(lcs, grid, "counts", bands)
         p = Path(outdir) / f"{grid}.parquet"
-        dmdt_file(chunk, p, bins=grid, norm="counts", bands=bands)
+        write_parquet_atomic(dmdt_table(img), p, metadata={METADATA_KEY: img.meta})
         out[grid] = str(p)
     return out
 
@@ -331,6 +338,28 @@ def fit_model(kind: str, paths: dict[str, str], split_path: str | os.PathLike[st
         save_rpca(est, out, extra={"image_meta": meta, "part": part,
                                    "training_data_hash": data_hash(X, y, object_ids=ids)})
     return str(out)
+
+
+_LOADED: dict[tuple[str, str, int], tuple[Any, dict[str, Any]]] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def load_model_cached(kind: str, path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
+    """:func:`load_model`, kept in memory per process (keyed on path and modification time).
+
+    The classify flow's chunk tasks share one loaded copy of each model instead of
+    reading it again per chunk (the forest alone takes ~1 s to load). Only the models of
+    the last bundle used are kept.
+    """
+    p = Path(path).resolve()
+    marker = p / "model.json" if p.is_dir() else p
+    key = (kind, str(p), marker.stat().st_mtime_ns)
+    with _LOADED_LOCK:
+        if key not in _LOADED:
+            for k in [k for k in _LOADED if k[0] == kind]:
+                del _LOADED[k]
+            _LOADED[key] = load_model(kind, p)
+        return _LOADED[key]
 
 
 def load_model(kind: str, path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:

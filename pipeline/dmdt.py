@@ -49,6 +49,7 @@ __all__ = [
     "get_bins",
     "compute_dmdt",
     "dmdt_file",
+    "dmdt_table",
     "read_dmdt",
     "order_bands",
 ]
@@ -339,6 +340,16 @@ def _to_table(img: DmDtImages, schema: pa.Schema) -> pa.Table:
         "image": pa.FixedSizeListArray.from_arrays(
             pa.array(flat.reshape(-1), schema.field("image").type.value_type), n_pix),
     }, schema=schema)
+
+
+def dmdt_table(img: DmDtImages) -> pa.Table:
+    """The Arrow table of :func:`dmdt_file`'s format for images in memory.
+
+    Write it with ``pipeline.io.write_parquet_atomic(table, path, metadata={METADATA_KEY:
+    img.meta})``; :func:`read_dmdt` reads it back.
+    """
+    n_dm, n_dt, n_b = img.meta["shape"]
+    return _to_table(img, _schema(n_dm * n_dt * n_b, n_b, img.meta["norm"]))
 
 
 def dmdt_file(
