@@ -11,15 +11,15 @@ the other,
 and prints the wall time per stage of each, and Prefect's overhead: (flow - anchor) / flow.
 ``--cv`` adds a flow run with ``--cv-folds 5``.
 
-Part 2, classify (``--classify-n N``): simulated light curves of ~300 points (the CSS-like
-cadence of :mod:`pipeline.simulate`), N and 10 N objects, each classified by
+Part 2, classify (``--classify-sizes 2000,20000``): simulated light curves of ~300 points (the
+CSS-like cadence of :mod:`pipeline.simulate`), each size classified by
 ``lcpipe classify --quiet`` with the bundle of part 1 (or ``--bundle``) in a fresh process;
 prints light curves per second (whole command, and the chunk stage alone) and the peak
 resident memory of the command's process and of its largest child (the Prefect server, the
 feature workers); the ratio shows whether memory stays flat as the input grows.
 
 Run: ``python benchmarks/bench_flows.py`` (about 15 minutes on 2 cores), or
-``--skip-train --bundle crts --classify-n 1000`` for part 2 alone.
+``--skip-train --bundle crts --classify-sizes 1000`` for part 2 alone.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def _simulate(n: int, out: Path, band: str) -> Path:
     return p
 
 
-def _classify(bundle: str, n: int, work: Path) -> None:
+def _classify(bundle: str, sizes: list[int], work: Path) -> None:
     from models.bundle import load_bundle
 
     band = load_bundle(bundle).info["bands"][0]
@@ -172,7 +172,7 @@ def _classify(bundle: str, n: int, work: Path) -> None:
     print(f"{'objects':>8s} {'rows':>10s} {'wall s':>7s} {'LC/s':>7s} {'chunks LC/s':>11s} "
           f"{'main RSS GiB':>12s} {'children GiB':>12s}")
     rss = []
-    for m in (n, 10 * n):
+    for m in sizes:
         lc = _simulate(m, work / f"sim{m}", band)
         import pyarrow.parquet as pq
 
@@ -189,7 +189,8 @@ def _classify(bundle: str, n: int, work: Path) -> None:
         print(f"{n_obj:8d} {rows:10d} {wall:7.1f} {n_obj / wall:7.0f} "
               f"{n_obj / stages:11.0f} {peak / 2**30:12.2f} {mem['children_rss'] / 2**30:12.2f}")
         rss.append(peak)
-    print(f"peak memory of the main process, 10x input / 1x input: {rss[1] / rss[0]:.2f} "
+    print(f"peak memory of the main process, {sizes[-1]} / {sizes[0]} light curves: "
+          f"{rss[-1] / rss[0]:.2f} "
           "(flat = about 1; children: the Prefect server and the feature workers, largest "
           "one; target >= 250 LC/s)")
 
@@ -207,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-train", action="store_true", help="part 2 only")
     ap.add_argument("--cv", action="store_true", help="also time a 5-fold CV train run")
     ap.add_argument("--bundle", default=None, help="bundle for part 2 (default: part 1's)")
-    ap.add_argument("--classify-n", type=int, default=2000, help="objects (and 10x that)")
+    ap.add_argument("--classify-sizes", default="2000,20000",
+                    help="comma-separated numbers of simulated light curves (default 2000,20000)")
     ap.add_argument("--work", default=None, help="work folder (default: a temporary one)")
     args = ap.parse_args(argv)
     import platform
@@ -220,8 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_train:
             b = _train(Path(args.data), work / "train", args.cv)
             bundle = bundle or str(b)
-        if args.classify_n:
-            _classify(bundle or "crts", args.classify_n, work / "classify")
+        sizes = [int(x) for x in args.classify_sizes.split(",") if x.strip()]
+        if sizes:
+            _classify(bundle or "crts", sizes, work / "classify")
     return 0
 
 
