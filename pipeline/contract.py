@@ -114,6 +114,10 @@ class ColumnMap:
             src, sep, dst = (x.strip() for x in item.partition("="))
             if not sep or not src or not dst:
                 raise ConfigError(f"bad band rename {item!r}: expected SOURCE=NAME")
+            # a rename applies after the preset's own (ztf: fid 2 -> 'r', then 'r' -> dst)
+            for raw, name in list(band_values.items()):
+                if name == src:
+                    band_values[raw] = dst
             band_values[src] = dst
         return cls(names=names, band_values=band_values)
 

@@ -59,8 +59,26 @@ def prefect_quiet_option(p: argparse.ArgumentParser) -> None:
 
 
 def apply_quiet(args: argparse.Namespace) -> None:
-    """Honour ``--quiet`` (before Prefect is imported: it reads its settings then)."""
+    """Honour ``--quiet`` (before Prefect is imported: it reads its settings then), and
+    keep Prefect from logging a traceback for a user error raised inside a flow: the
+    command prints it as one line (``--debug`` keeps the traceback)."""
     import os
 
     if getattr(args, "quiet", False):
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    if not getattr(args, "debug", False):
+        import logging
+
+        for name in ("prefect.flow_runs", "prefect.task_runs"):
+            logging.getLogger(name).addFilter(_drop_user_error_tracebacks)
+
+
+def _drop_user_error_tracebacks(record) -> bool:
+    """Logging filter: a record about an lcpipe user error loses its traceback."""
+    from pipeline.errors import LcpipeError
+
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, LcpipeError):
+        record.exc_info = None
+        record.exc_text = None
+    return True

@@ -111,3 +111,24 @@ def test_object_longer_than_chunk_is_not_split(tmp_path, rng):
     assert sum(len(c) for c in chunks) == len(df)
     ids = [set(c["object_id"]) for c in chunks]
     assert sum(len(i) for i in ids) == 4
+
+
+def test_band_renames_apply_after_the_preset(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.contract import ColumnMap, read_table
+    from pipeline.errors import ConfigError
+
+    cmap = ColumnMap.from_spec("ztf", bands="r=CSS_V")
+    t = pa.table({"oid": ["a", "a", "b"], "mjd": [1.0, 2.0, 3.0], "fid": [1, 2, 2],
+                  "magpsf": [15.0, 15.1, 16.0], "sigmapsf": [0.1, 0.1, 0.1]})
+    pq.write_table(t, tmp_path / "z.parquet")
+    frame = read_table(tmp_path / "z.parquet", cmap)
+    assert list(frame["band"].astype(str)) == ["g", "CSS_V", "CSS_V"]
+    # no band column: the default band can be renamed too
+    pq.write_table(t.drop(["fid"]), tmp_path / "nb.parquet")
+    frame = read_table(tmp_path / "nb.parquet", ColumnMap.from_spec("ztf", bands="default=V"))
+    assert set(frame["band"].astype(str)) == {"V"}
+    with pytest.raises(ConfigError, match="SOURCE=NAME"):
+        ColumnMap.from_spec(bands="r")
