@@ -29,6 +29,7 @@ __all__ = [
     "write_predictions",
     "read_predictions",
     "merge_predictions",
+    "upsert_predictions",
 ]
 
 #: File-metadata key of a stand-alone prediction file (JSON: classes, models, sources).
@@ -201,4 +202,52 @@ def merge_predictions(paths: Sequence[str | os.PathLike[str]], out: str | os.Pat
     """
     frame = pd.concat([read_predictions(p)[0] for p in paths], ignore_index=True)
     frame["run_id"] = run_id
+    return write_predictions(frame, out, metadata)
+
+
+def upsert_predictions(previous: str | os.PathLike[str] | None,
+                       new: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],
+                       run_id: str, drop: set[str] | None = None,
+                       metadata: dict[str, Any] | None = None) -> Path:
+    """The latest prediction per object: ``previous`` rows, replaced by ``new`` ones.
+
+    Rows of ``previous`` whose object has rows in ``new`` or is in ``drop`` are removed;
+    ``new`` rows are stamped with ``run_id`` (they may come from a cache). Rows are sorted
+    by object and model, so the same content always gives the same file.
+
+    Parameters
+    ----------
+    previous : path-like or None
+        The current table (None or a missing file: start empty).
+    new : sequence of path-like
+        Prediction files of the objects recomputed.
+    out : path-like
+        Output (may be ``previous``: written atomically).
+    run_id : str
+        The run that computed ``new``.
+    drop : set of str, optional
+        Objects to remove without a replacement (e.g. quarantined now).
+    metadata : dict, optional
+        Stored under :data:`PREDICTIONS_METADATA_KEY`.
+
+    Returns
+    -------
+    Path
+    """
+    frames = [read_predictions(p)[0] for p in new]
+    fresh = pd.concat(frames, ignore_index=True) if frames else None
+    if fresh is not None:
+        fresh["run_id"] = run_id
+    gone = set(drop or ()) | (set(fresh["object_id"]) if fresh is not None else set())
+    old = None
+    if previous is not None and Path(previous).exists():
+        old = read_predictions(previous)[0]
+        old = old[~old["object_id"].isin(gone)]
+    parts = [f for f in (old, fresh) if f is not None and len(f)]
+    if not parts:
+        parts = [f for f in (old, fresh) if f is not None][:1]
+    if not parts:
+        raise ValueError("no predictions to write")
+    frame = pd.concat(parts, ignore_index=True).sort_values(["object_id", "model"],
+                                                              ignore_index=True)
     return write_predictions(frame, out, metadata)

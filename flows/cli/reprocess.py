@@ -1,0 +1,43 @@
+"""``lcpipe reprocess``: one run of the incremental reprocessing of a growing survey folder."""
+
+import argparse
+
+from ._common import prefect_quiet_option
+
+HELP = "classify what is new or changed in a survey folder since the last run"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from models.settings import ClassifySettings
+
+    from ._settings import add_settings_arguments
+
+    p.add_argument("--survey", required=True, metavar="DIR",
+                   help="survey folder of Parquet/CSV light-curve files (it may grow)")
+    p.add_argument("--model", required=True, metavar="BUNDLE",
+                   help="bundle folder, a run folder of `lcpipe train`, or 'crts' (shipped)")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                   help="predictions.parquet (latest per object), manifest.parquet, work/")
+    prefect_quiet_option(p)
+    add_settings_arguments(p, ClassifySettings, "settings (models.settings.ClassifySettings)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from models.bundle import load_bundle
+    from models.settings import ClassifySettings
+    from pipeline.chunks import input_files
+
+    from ._common import apply_quiet
+    from ._settings import settings_from_args
+
+    settings = settings_from_args(ClassifySettings, args)
+    load_bundle(args.model)  # bad bundle or survey: one line, before Prefect starts
+    input_files(args.survey)
+    apply_quiet(args)
+    from flows.reprocess import reprocess
+
+    r = reprocess(args.survey, args.model, args.output, settings)
+    how = f"full run ({r['reason']})" if r["full"] else "incremental"
+    print(f"{how}: new {r['new']}, changed {r['changed']}, unchanged {r['unchanged']}, "
+          f"quarantined {r['quarantined']} -> {r['predictions']}")
+    return 0
