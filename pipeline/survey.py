@@ -130,6 +130,7 @@ def extract_objects(base: str | os.PathLike[str], files: list[FileEntry], object
         An unreadable file, or no row of the objects found.
     """
     import pyarrow.compute as pc
+    import pyarrow.dataset as ds
 
     cmap = cmap or ColumnMap()
     wanted = pa.array(sorted(object_ids), pa.string())
@@ -137,12 +138,18 @@ def extract_objects(base: str | os.PathLike[str], files: list[FileEntry], object
     for f in files:
         p = Path(base) / f.path
         col = _id_column(p, cmap)
+        dset = open_dataset(p)
+        id_type = dset.schema.field(col).type
         try:
-            t = open_dataset(p).to_table()
+            values = wanted if pa.types.is_string(id_type) else pc.cast(
+                wanted, id_type, safe=False)
+        except pa.ArrowInvalid:  # ids that are not numbers cannot be in an integer column
+            values = pc.cast(pa.array([x for x in wanted.to_pylist() if x.lstrip("-").isdigit()],
+                                      pa.string()), id_type)
+        try:  # the scanner filters batch by batch: memory holds the selected rows only
+            t = dset.to_table(filter=ds.field(col).isin(values))
         except (OSError, pa.ArrowException) as exc:
             raise InputError(p, f"cannot read: {exc}") from exc
-        keep = pc.is_in(pc.cast(t.column(col), pa.string()), value_set=wanted)
-        t = t.filter(keep)
         if t.num_rows:
             parts.append(t.rename_columns([c if c != col else "__id__" for c in t.column_names]))
     if not parts:
