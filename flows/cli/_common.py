@@ -82,3 +82,79 @@ def _drop_user_error_tracebacks(record) -> bool:
         record.exc_info = None
         record.exc_text = None
     return True
+
+
+def add_dask_arguments(p: argparse.ArgumentParser) -> None:
+    """``--dask-address ADDR`` / ``--dask-local N``: the flow's tasks on Dask (docs/flows.md)."""
+    g = p.add_argument_group("Dask (docs/flows.md, 'Dask'; default: 2 threads in this process)")
+    x = g.add_mutually_exclusive_group()
+    x.add_argument("--dask-address", default=None, metavar="ADDR",
+                   help="run the chunk tasks on a running Dask cluster, e.g. tcp://host:8786 "
+                        "(its workers must see the same file paths)")
+    x.add_argument("--dask-local", type=int, default=None, metavar="N",
+                   help="run the chunk tasks on a temporary local Dask cluster of N worker "
+                        "processes")
+
+
+def check_dask_arguments(args: argparse.Namespace) -> bool:
+    """Whether the command runs on Dask; bad values raise ConfigError (Prefect not imported)."""
+    from flows._runners import uses_dask
+
+    return uses_dask(getattr(args, "dask_address", None), getattr(args, "dask_local", None))
+
+
+_DASK_N_JOBS_WARNING = "ignore:Inside a Dask worker with daemon=True:UserWarning"
+
+
+def run_flow(args: argparse.Namespace, flow, **params):
+    """Call ``flow(**params)`` with the task runner of ``--dask-address``/``--dask-local``.
+
+    Under Dask the settings get ``n_jobs=1`` (the features of a chunk are computed in its
+    task's worker, without a process pool of their own: the Dask workers are the
+    parallelism, and may not start processes), the workers use this process's Prefect
+    API (:func:`flows._runners.worker_api`) and Dask's own log lines stay below WARNING
+    unless ``--debug``.
+    """
+    import contextlib
+    import logging
+    import os
+
+    from flows._runners import task_runner, worker_api
+
+    addr, n = getattr(args, "dask_address", None), getattr(args, "dask_local", None)
+    runner = task_runner(addr, n)
+    if not check_dask_arguments(args):
+        return flow.with_options(task_runner=runner)(**params)
+    if "settings" in params:
+        params["settings"] = params["settings"].model_copy(update={"n_jobs": 1})
+    with contextlib.ExitStack() as stack:
+        if not getattr(args, "debug", False):
+            log = logging.getLogger("distributed")
+            old = log.level
+            log.setLevel(logging.WARNING)
+            stack.callback(log.setLevel, old)
+            nanny = logging.getLogger("distributed.nanny")
+            nanny.addFilter(_drop_slow_exit)
+            stack.callback(nanny.removeFilter, _drop_slow_exit)
+            # local workers (started from this environment): no warning that a model's own
+            # n_jobs (e.g. a bundled forest's) drops to 1 in a daemonic Dask worker
+            warn = os.environ.get("PYTHONWARNINGS")
+            os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [warn, _DASK_N_JOBS_WARNING]))
+            stack.callback(_restore_env, "PYTHONWARNINGS", warn)
+        stack.enter_context(worker_api())
+        return flow.with_options(task_runner=runner)(**params)
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    import os
+
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+def _drop_slow_exit(record) -> bool:
+    """Logging filter: a worker process killed at the end of the run (it did not exit within
+    Dask's 4 s, e.g. TensorFlow's shutdown) is not the user's concern; its results are in."""
+    return not str(record.msg).startswith("Worker process still alive after")

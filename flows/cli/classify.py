@@ -2,7 +2,7 @@
 
 import argparse
 
-from ._common import prefect_quiet_option
+from ._common import add_dask_arguments, prefect_quiet_option
 
 HELP = "classify light curves with a model bundle (forest, CNN, robust-PCA distances)"
 
@@ -20,16 +20,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="predictions; beside it OUT.rpca_distances.parquet, "
                         "OUT.quarantine.parquet and the chunk cache OUT.work/")
     prefect_quiet_option(p)
+    add_dask_arguments(p)
     add_settings_arguments(p, ClassifySettings, "settings (models.settings.ClassifySettings)")
 
 
 def run(args: argparse.Namespace) -> int:
     from models.settings import ClassifySettings
 
-    from ._common import apply_quiet
+    from ._common import apply_quiet, check_dask_arguments, run_flow
     from ._settings import settings_from_args
 
     settings = settings_from_args(ClassifySettings, args)
+    check_dask_arguments(args)
     from models.bundle import load_bundle
     from pipeline.chunks import input_files
 
@@ -38,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     apply_quiet(args)
     from flows.classify import classify
 
-    r = classify(args.model, args.data, args.output, settings)
+    r = run_flow(args, classify, model=args.model, data=args.data, output=args.output,
+                 settings=settings)
     print(f"\n{r['objects_classified']} objects classified ({r['objects_quarantined']} "
           f"quarantined of {r['objects_in']}) with {r['bundle']}")
     for model, counts in r["predicted_counts"].items():

@@ -2,7 +2,7 @@
 
 import argparse
 
-from ._common import prefect_quiet_option
+from ._common import add_dask_arguments, prefect_quiet_option
 
 HELP = "classify what is new or changed in a survey folder since the last run"
 
@@ -19,6 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
                    help="predictions.parquet (latest per object), manifest.parquet, work/")
     prefect_quiet_option(p)
+    add_dask_arguments(p)
     add_settings_arguments(p, ClassifySettings, "settings (models.settings.ClassifySettings)")
 
 
@@ -27,16 +28,18 @@ def run(args: argparse.Namespace) -> int:
     from models.settings import ClassifySettings
     from pipeline.chunks import input_files
 
-    from ._common import apply_quiet
+    from ._common import apply_quiet, check_dask_arguments, run_flow
     from ._settings import settings_from_args
 
     settings = settings_from_args(ClassifySettings, args)
+    check_dask_arguments(args)
     load_bundle(args.model)  # bad bundle or survey: one line, before Prefect starts
     input_files(args.survey)
     apply_quiet(args)
     from flows.reprocess import reprocess
 
-    r = reprocess(args.survey, args.model, args.output, settings)
+    r = run_flow(args, reprocess, survey=args.survey, model=args.model, output=args.output,
+                 settings=settings)
     how = f"full run ({r['reason']})" if r["full"] else "incremental"
     print(f"{how}: new {r['new']}, changed {r['changed']}, unchanged {r['unchanged']}, "
           f"quarantined {r['quarantined']} -> {r['predictions']}")

@@ -2,7 +2,7 @@
 
 import argparse
 
-from ._common import prefect_quiet_option
+from ._common import add_dask_arguments, prefect_quiet_option
 
 HELP = "train and compare the forest, the CNN and robust PCA; write reports and a model bundle"
 
@@ -18,16 +18,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="RUN_DIR",
                    help="run folder: reports/ (every run appended), bundles/<run_id>/, work/")
     prefect_quiet_option(p)
+    add_dask_arguments(p)
     add_settings_arguments(p, TrainSettings, "settings (models.settings.TrainSettings)")
 
 
 def run(args: argparse.Namespace) -> int:
     from models.settings import TrainSettings
 
-    from ._common import apply_quiet
+    from ._common import apply_quiet, check_dask_arguments, run_flow
     from ._settings import settings_from_args
 
     settings = settings_from_args(TrainSettings, args)
+    check_dask_arguments(args)
     from pathlib import Path
 
     from flows._common import check_paths
@@ -40,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     apply_quiet(args)
     from flows.train import train
 
-    r = train(args.data, args.labels, args.output, settings)
+    r = run_flow(args, train, data=args.data, labels=args.labels, output=args.output,
+                 settings=settings)
     _print_summary(r)
     return 0
 
