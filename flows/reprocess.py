@@ -68,8 +68,10 @@ def reprocess(survey: Path, model: str, output: Path,
     Returns
     -------
     dict
-        ``new``, ``changed``, ``unchanged`` and ``quarantined`` object counts, ``full``
-        (whether everything was reclassified, and why), paths, seconds per stage.
+        Object counts: ``new`` and ``changed`` (classified by this run), ``unchanged``
+        (classified before, kept), ``quarantined`` (by this run: cleaning or a failed
+        chunk); ``full`` (whether everything was reclassified) and ``reason``; paths;
+        seconds per stage.
     """
     import pandas as pd
 
@@ -79,11 +81,12 @@ def reprocess(survey: Path, model: str, output: Path,
     from pipeline.errors import InputError
     from pipeline.hashing import file_hash, text_hash
     from pipeline.survey import (
+        FILES_SEP,
         Manifest,
         changed_files,
         extract_objects,
         object_hashes,
-        objects_in_files,
+        objects_by_file,
         read_manifest,
         scan_survey,
         write_manifest,
@@ -112,26 +115,52 @@ def reprocess(survey: Path, model: str, output: Path,
     else:
         changed, removed = changed_files(files, before.files)
         full, why = (True, f"{len(removed)} file(s) removed") if removed else (False, "")
-    known = before.objects if before is not None and not full else pd.DataFrame(
-        {"object_id": [], "content_hash": [], "status": [], "run_id": []})
+    empty = pd.DataFrame({"object_id": [], "content_hash": [], "status": [], "run_id": [],
+                          "files": []})
+    known = before.objects if before is not None and not full else empty
+    sep = FILES_SEP
     if full:
+        per_file = objects_by_file(base, files, cmap)
         affected = None
-        data = survey
+        vanished: set[str] = set()
+        data: Path | None = survey
     else:
-        affected = objects_in_files(base, changed, cmap)
+        changed_paths = {f.path for f in changed}
+        per_file = objects_by_file(base, changed, cmap)
+        was_in = {o: set(fs.split(sep)) - {""} for o, fs in zip(known["object_id"],
+                                                                  known["files"], strict=True)}
+        affected = set().union(*per_file.values()) | {
+            o for o, fs in was_in.items() if fs & changed_paths}
         if not affected:
             log.info("nothing new: predictions unchanged")
             return _summary(run_id, 0, 0, int((known["status"] == "classified").sum()), 0,
                             False, "", pred_path, man_path, watch.seconds)
-        key = text_hash(sorted(affected), [vars(f) for f in files])
-        data = extract_objects(base, files, affected,
-                               output / "work" / "extract" / f"{key}.parquet", cmap)
+        vanished = {o for o in affected
+                    if not (was_in.get(o, set()) - changed_paths)
+                    and not any(o in ids for ids in per_file.values())}
+        to_read = affected - vanished
+        key = text_hash(sorted(to_read), [vars(f) for f in files])
+        data = extract_objects(base, files, to_read,
+                               output / "work" / "extract" / f"{key}.parquet", cmap
+                               ) if to_read else None
+    membership: dict[str, set[str]] = {}
+    for path, ids in per_file.items():
+        for o in ids:
+            membership.setdefault(o, set()).add(path)
+    if not full:  # files not re-read still hold their objects
+        for o in affected:
+            membership.setdefault(o, set()).update(was_in.get(o, set()) - changed_paths)
     watch.lap("scan")
     log.info(f"{'full run (' + why + ')' if full else f'{len(affected)} objects to re-read'}")
 
-    ing = ingest_task(data, cache, settings)
-    if not ingest_outputs_exist(ing):
-        ing = ingest_task.with_options(refresh_cache=True)(data, cache, settings)
+    if data is not None:
+        ing = ingest_task(data, cache, settings, allow_empty=True)
+        if not ingest_outputs_exist(ing):
+            ing = ingest_task.with_options(refresh_cache=True)(data, cache, settings,
+                                                              allow_empty=True)
+    else:  # every object to re-read left the survey
+        ing = {"chunks": [], "chunk_objects": [], "quarantine": None, "failed_files": [],
+               "counts": {"objects_out": 0}}
     n_obj = int(ing["counts"]["objects_out"])
     watch.lap("ingest")
     hashes = object_hashes(ing["chunks"])
@@ -144,8 +173,10 @@ def reprocess(survey: Path, model: str, output: Path,
     import pyarrow.parquet as pq
 
     present = set(hashes["object_id"])
-    qtab = pq.read_table(ing["quarantine"], columns=["object_id"]).column("object_id")
-    quarantined = set(qtab.to_pylist()) - present - {"*"}
+    quarantined: set[str] = set()
+    if ing["quarantine"] is not None:
+        qtab = pq.read_table(ing["quarantine"], columns=["object_id"]).column("object_id")
+        quarantined = set(qtab.to_pylist()) - present - {"*"}
     chunks = [(c, objs) for c, objs in zip(ing["chunks"], ing["chunk_objects"], strict=True)
               if todo & set(objs)]
     res, failed = fan_out(
@@ -160,19 +191,26 @@ def reprocess(survey: Path, model: str, output: Path,
                           len(failed), settings.max_failed_fraction)
     failed_ids = {r["object_id"] for r in failed}
     new_paths = [res[c]["predictions"] for c, _ in chunks if c in res]
-    upsert_predictions(None if full else pred_path, new_paths, pred_path, run_id,
-                       drop=quarantined | failed_ids,
-                       metadata={"bundle": str(bundle.path), "bundle_hash": bundle_hash,
-                                 "survey": str(survey), "run_id": run_id})
+    if full and not new_paths and pred_path.exists():
+        pred_path.unlink()  # a full run that classified nothing: no stale predictions
+    elif new_paths or pred_path.exists():
+        upsert_predictions(None if full else pred_path, new_paths, pred_path, run_id,
+                           drop=quarantined | failed_ids | vanished, only=todo,
+                           metadata={"bundle": str(bundle.path), "bundle_hash": bundle_hash,
+                                     "survey": str(survey), "run_id": run_id})
     # the manifest last: it never claims work that is not on disk
-    last_run = known.set_index("object_id")["run_id"] if len(known) else pd.Series(dtype=object)
+    last_run = (known.set_index("object_id")["run_id"].astype(object) if len(known)
+                else pd.Series(dtype=object))
     done = hashes[~hashes["object_id"].isin(failed_ids)].assign(status="classified")
-    done["run_id"] = done["object_id"].map(last_run).where(
-        ~done["object_id"].isin(todo)).fillna(run_id)
+    done["run_id"] = [run_id if o in todo else last_run.get(o, run_id)
+                      for o in done["object_id"]]
     q = pd.DataFrame({"object_id": sorted(quarantined), "content_hash": None,
                       "status": "quarantined", "run_id": run_id})
-    keep = known[~known["object_id"].isin(present | quarantined | failed_ids)]
-    objects = pd.concat([x for x in (keep, done, q) if len(x)] or [keep], ignore_index=True)
+    keep = known[~known["object_id"].isin(present | quarantined | failed_ids | vanished)]
+    objects = pd.concat([x for x in (keep, done, q) if len(x)] or [empty], ignore_index=True)
+    redone = ~objects["object_id"].isin(keep["object_id"])
+    objects.loc[redone, "files"] = [sep.join(sorted(membership.get(o, ())))
+                                    for o in objects.loc[redone, "object_id"]]
     objects = objects.sort_values("object_id", ignore_index=True)
     # objects of failed chunks are not recorded, and no file counts as seen: the next run
     # reads the survey again and retries them
@@ -186,11 +224,11 @@ def reprocess(survey: Path, model: str, output: Path,
     n_new = len(todo & set(hashes.loc[is_new, "object_id"]) - failed_ids)
     n_changed = len(todo & set(hashes.loc[is_changed, "object_id"]) - failed_ids)
     n_classified = int((objects["status"] == "classified").sum())
+    n_quarantined = len(quarantined | failed_ids)  # by this run
     log.info(f"new {n_new}, changed {n_changed}, unchanged {n_classified - n_new - n_changed}, "
-             f"quarantined {len(quarantined) + len(failed_ids)}")
-    return _summary(run_id, n_new, n_changed, n_classified - n_new - n_changed,
-                    len(quarantined) + len(failed_ids), full, why, pred_path, man_path,
-                    watch.seconds)
+             f"quarantined {n_quarantined}")
+    return _summary(run_id, n_new, n_changed, n_classified - n_new - n_changed, n_quarantined,
+                    full, why, pred_path, man_path, watch.seconds)
 
 
 def _summary(run_id: str, new: int, changed: int, unchanged: int, quarantined: int,

@@ -47,20 +47,22 @@ def _ingest_settings(s: IngestSettings) -> tuple:
 
 
 def _ingest_key(ctx: Any, p: dict[str, Any]) -> str:
-    return chunk_key("ingest", p["data"], *_ingest_settings(p["settings"]), p["cache"])
+    return chunk_key("ingest", p["data"], *_ingest_settings(p["settings"]), p["cache"],
+                     p.get("allow_empty", False))
 
 
 @task(name="ingest", cache_key_fn=_ingest_key, persist_result=True, **_IO_RETRIES)
-def ingest_task(data: Path, cache: Path, settings: IngestSettings) -> dict[str, Any]:
+def ingest_task(data: Path, cache: Path, settings: IngestSettings,
+                allow_empty: bool = False) -> dict[str, Any]:
     """Read, validate and chunk the input (:func:`pipeline.chunks.ingest`)."""
     from pipeline.chunks import ingest
     from pipeline.contract import ColumnMap
     from pipeline.validate import CleaningConfig
 
-    key = chunk_key("ingest", data, *_ingest_settings(settings), cache)
+    key = chunk_key("ingest", data, *_ingest_settings(settings), cache, allow_empty)
     cmap = ColumnMap.from_spec(settings.preset, settings.columns, settings.bands)
     res = ingest(data, Path(cache) / key, cmap, CleaningConfig(min_points=settings.min_points),
-                 settings.chunk_size)
+                 settings.chunk_size, allow_empty=allow_empty)
     return res.to_dict()
 
 

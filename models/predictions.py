@@ -208,7 +208,8 @@ def merge_predictions(paths: Sequence[str | os.PathLike[str]], out: str | os.Pat
 def upsert_predictions(previous: str | os.PathLike[str] | None,
                        new: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],
                        run_id: str, drop: set[str] | None = None,
-                       metadata: dict[str, Any] | None = None) -> Path:
+                       metadata: dict[str, Any] | None = None,
+                       only: set[str] | None = None) -> Path:
     """The latest prediction per object: ``previous`` rows, replaced by ``new`` ones.
 
     Rows of ``previous`` whose object has rows in ``new`` or is in ``drop`` are removed;
@@ -229,6 +230,9 @@ def upsert_predictions(previous: str | os.PathLike[str] | None,
         Objects to remove without a replacement (e.g. quarantined now).
     metadata : dict, optional
         Stored under :data:`PREDICTIONS_METADATA_KEY`.
+    only : set of str, optional
+        Take only these objects' rows from ``new`` (a recomputed chunk also holds objects
+        that did not change: they keep their previous rows and run_id).
 
     Returns
     -------
@@ -237,6 +241,8 @@ def upsert_predictions(previous: str | os.PathLike[str] | None,
     frames = [read_predictions(p)[0] for p in new]
     fresh = pd.concat(frames, ignore_index=True) if frames else None
     if fresh is not None:
+        if only is not None:
+            fresh = fresh[fresh["object_id"].isin(only)]
         fresh["run_id"] = run_id
     gone = set(drop or ()) | (set(fresh["object_id"]) if fresh is not None else set())
     old = None

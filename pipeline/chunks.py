@@ -100,6 +100,7 @@ def ingest(
     cmap: ColumnMap | None = None,
     config: CleaningConfig | None = None,
     chunk_size: int = 2000,
+    allow_empty: bool = False,
 ) -> IngestResult:
     """Read, validate and chunk a light-curve input.
 
@@ -117,6 +118,9 @@ def ingest(
         Cleaning rules.
     chunk_size : int, default=2000
         Objects per chunk (>= 1).
+    allow_empty : bool, default=False
+        Return a result without chunks when no object survives cleaning (all
+        quarantined) instead of raising.
 
     Returns
     -------
@@ -145,7 +149,7 @@ def ingest(
     if failed and len(failed) == len(files):
         raise InputError(path, f"no input file could be read (first: {failed[0]['file']}: "
                          f"{failed[0]['problem']})")
-    if not writer.chunks:
+    if not writer.chunks and not allow_empty:
         raise InputError(path, "no light curve survived cleaning (see the quarantine counts: "
                          f"{counts.to_dict()})")
     if failed:

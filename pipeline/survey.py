@@ -26,12 +26,14 @@ from .contract import ColumnMap, open_dataset
 from .errors import InputError
 from .io import write_parquet_atomic
 
-__all__ = ["FileEntry", "Manifest", "MANIFEST_FORMAT", "scan_survey", "changed_files",
-           "objects_in_files", "extract_objects", "object_hashes", "read_manifest",
-           "write_manifest"]
+__all__ = ["FileEntry", "Manifest", "MANIFEST_FORMAT", "FILES_SEP", "scan_survey",
+           "changed_files", "objects_by_file", "objects_in_files", "extract_objects",
+           "object_hashes", "read_manifest", "write_manifest"]
 
 MANIFEST_FORMAT = "lcpipe-reprocess-manifest/1"
 _META_KEY = "lcpipe.manifest"
+#: Separator of the file paths in the manifest's ``files`` column.
+FILES_SEP = "\x1f"
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,8 @@ class Manifest:
     objects : pandas.DataFrame
         ``object_id``, ``content_hash`` (SHA-256 of the clean light curve, or null for
         an object quarantined by cleaning), ``status`` ('classified' | 'quarantined'),
-        ``run_id`` (the run that last processed it).
+        ``run_id`` (the run that last processed it), ``files`` (the input files holding
+        its rows, relative paths joined by :data:`FILES_SEP`).
     run_id : str
         The run that wrote the manifest.
     extra : dict
@@ -98,13 +101,13 @@ def _id_column(path: Path, cmap: ColumnMap) -> str:
     return col
 
 
-def objects_in_files(base: str | os.PathLike[str], files: list[FileEntry],
-                     cmap: ColumnMap | None = None) -> set[str]:
-    """Object ids found in ``files`` (reads only their id column)."""
+def objects_by_file(base: str | os.PathLike[str], files: list[FileEntry],
+                    cmap: ColumnMap | None = None) -> dict[str, set[str]]:
+    """Object ids in each of ``files`` (reads only their id column), by relative path."""
     import pyarrow.compute as pc
 
     cmap = cmap or ColumnMap()
-    ids: set[str] = set()
+    out: dict[str, set[str]] = {}
     for f in files:
         p = Path(base) / f.path
         col = _id_column(p, cmap)
@@ -112,8 +115,16 @@ def objects_in_files(base: str | os.PathLike[str], files: list[FileEntry],
             arr = open_dataset(p).to_table(columns=[col]).column(col)
         except (OSError, pa.ArrowException) as exc:
             raise InputError(p, f"cannot read object ids: {exc}") from exc
-        ids.update(pc.unique(pc.cast(arr, pa.string())).to_pylist())
-    ids.discard(None)
+        out[f.path] = set(pc.unique(pc.cast(arr, pa.string())).to_pylist()) - {None}
+    return out
+
+
+def objects_in_files(base: str | os.PathLike[str], files: list[FileEntry],
+                     cmap: ColumnMap | None = None) -> set[str]:
+    """Object ids found in ``files`` (reads only their id column)."""
+    ids: set[str] = set()
+    for v in objects_by_file(base, files, cmap).values():
+        ids |= v
     return ids
 
 
@@ -211,9 +222,12 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest | None:
         raise InputError(p, f"not a reprocess manifest ({exc})") from exc
     if meta.get("format") != MANIFEST_FORMAT:
         raise InputError(p, f"unknown manifest format {meta.get('format')!r}")
+    objects = table.to_pandas()
+    if "files" not in objects.columns:
+        objects["files"] = ""
     return Manifest(bundle_hash=meta["bundle_hash"],
                     files=[FileEntry(**f) for f in meta["files"]],
-                    objects=table.to_pandas(), run_id=meta["run_id"],
+                    objects=objects, run_id=meta["run_id"],
                     extra=meta.get("extra", {}))
 
 
@@ -226,6 +240,8 @@ def write_manifest(path: str | os.PathLike[str], manifest: Manifest) -> Path:
             obj["content_hash"].notna(), None), pa.string()),
         "status": pa.array(obj["status"].astype(str), pa.string()),
         "run_id": pa.array(obj["run_id"].astype(str), pa.string()),
+        "files": pa.array((obj["files"] if "files" in obj.columns else pd.Series(
+            [""] * len(obj))).fillna("").astype(str), pa.string()),
     })
     meta = {"format": MANIFEST_FORMAT, "bundle_hash": manifest.bundle_hash,
             "files": [vars(f) for f in manifest.files], "run_id": manifest.run_id,

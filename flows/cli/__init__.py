@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "train": ".train",
     "classify": ".classify",
     "report": ".report",
+    "serve": ".serve",
     "reprocess": ".reprocess",
 }
 

@@ -258,10 +258,6 @@ def test_run_ids_of_untouched_and_redone_objects(history: History):
     assert r["new"] + r["changed"] == len(redone)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="library bug: flows/reprocess.py classifies whole chunks and "
-                   "upserts every row of them with the new run_id, while the manifest keeps "
-                   "the old run_id of objects whose content did not change")
 def test_objects_reread_but_unchanged_keep_their_run_id(history: History):
     """Object DUP (an exact duplicate row in night 1) and NAN_ROW (a row that cleaning drops)
     are read again but their clean light curves did not change: not recomputed."""
@@ -348,10 +344,6 @@ def test_touched_file_recomputes_nothing(history: History, tmp_path: Path):
     assert {n: _stamp(out / n) for n in stamps} == stamps
 
 
-@pytest.mark.xfail(strict=True, raises=InputError,
-                   reason="library bug: an incremental run whose re-read objects are "
-                   "all quarantined fails (pipeline/chunks.py ingest raises 'no light curve "
-                   "survived cleaning'), and every later run fails the same way")
 def test_new_file_of_short_objects_only(history: History, tmp_path: Path):
     survey, out = _clone(history, tmp_path)
     before = _predictions(out / "predictions.parquet")
@@ -366,10 +358,6 @@ def test_new_file_of_short_objects_only(history: History, tmp_path: Path):
     assert (man.loc[[history.oid(292), history.oid(293)], "status"] == "quarantined").all()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="library bug: flows/reprocess.py only re-reads the objects "
-                   "now in a modified file; one that left it keeps its predictions and "
-                   "manifest row")
 def test_rewritten_file_that_loses_objects(history: History, tmp_path: Path):
     """Night 1 rewritten: object 265 no longer in it (nor anywhere), object 266 cut to 3 points.
     The table must be what a full run of the folder gives: neither of them."""
