@@ -188,6 +188,8 @@ def classify_chunk(bundle_spec: str | os.PathLike[str], chunk: str | os.PathLike
     frames, out = [], {}
     for kind in b.models:
         model, meta = load_model_cached(kind, b.model_path(kind))
+        if kind == "forest":  # the caller's parallelism, not the training machine's
+            model.n_jobs = model.model_.n_jobs = int(n_jobs)
         ids, m_classes, proba, pred, extra = predict_model(kind, model, meta, paths, None,
                                                            b.settings)
         if proba is not None and [str(c) for c in m_classes] != classes:
