@@ -74,12 +74,28 @@ def _grow(night0: Path, out: Path, fraction: float, seed: int = 1) -> int:
     return len(chosen)
 
 
+def _incremental(args: argparse.Namespace, work: Path, survey: Path, t0: float) -> None:
+    """Steps 1-3: full run, 1 % grown incremental run, run with no new data."""
+    night0 = _simulate(args.n, survey)
+    print(f"simulated {args.n} objects in {time.perf_counter() - t0:.0f} s", flush=True)
+    full, line_full = _reprocess(survey, work / "out")
+    print(f"full run:        {full:8.1f} s  {line_full}", flush=True)
+    n_grown = _grow(night0, survey / "night-1.parquet", args.fraction)
+    inc, line_inc = _reprocess(survey, work / "out")
+    print(f"incremental run: {inc:8.1f} s  {line_inc}  ({n_grown} objects got new points)",
+          flush=True)
+    again, line_again = _reprocess(survey, work / "out")
+    print(f"no new data:     {again:8.1f} s  {line_again}", flush=True)
+    print(f"incremental / full = {inc / full:.1%} (target < 5 %)", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200_000, help="objects of the survey")
     ap.add_argument("--fraction", type=float, default=0.01, help="share that gets new points")
     ap.add_argument("--dask-n", type=int, default=20_000,
                     help="objects of the Dask comparison (0: skip)")
+    ap.add_argument("--dask-only", action="store_true", help="only step 4")
     ap.add_argument("--work", default=None, help="work folder (default: a temporary one)")
     args = ap.parse_args(argv)
     import platform
@@ -89,18 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_reprocess.") as tmp:
         work = Path(args.work or tmp)
         survey = work / "survey"
+        if args.dask_only:
+            args.n = 0
         t0 = time.perf_counter()
-        night0 = _simulate(args.n, survey)
-        print(f"simulated {args.n} objects in {time.perf_counter() - t0:.0f} s", flush=True)
-        full, line_full = _reprocess(survey, work / "out")
-        print(f"full run:        {full:8.1f} s  {line_full}", flush=True)
-        n_grown = _grow(night0, survey / "night-1.parquet", args.fraction)
-        inc, line_inc = _reprocess(survey, work / "out")
-        print(f"incremental run: {inc:8.1f} s  {line_inc}  ({n_grown} objects got new points)",
-              flush=True)
-        again, line_again = _reprocess(survey, work / "out")
-        print(f"no new data:     {again:8.1f} s  {line_again}", flush=True)
-        print(f"incremental / full = {inc / full:.1%} (target < 5 %)", flush=True)
+        if args.n:
+            _incremental(args, work, survey, t0)
         if args.dask_n:
             small = work / "survey_dask"
             _simulate(args.dask_n, small)
@@ -111,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
             a = pd.read_parquet(work / "dask_local_threads" / "predictions.parquet")
             b = pd.read_parquet(work / "dask_cluster" / "predictions.parquet")
             same = a.drop(columns="run_id").equals(b.drop(columns="run_id"))
+            for name in ("dask_local_threads", "dask_cluster"):
+                st = json.loads((work / name / "work" / "last_run.json").read_text())
+                print(f"  {name}: stages {st['stage_seconds']}")
             print(f"\n{args.dask_n} objects from scratch: thread runner {local:.1f} s, "
                   f"--dask-local 2 {dask:.1f} s (speed-up {local / dask:.2f}x); "
                   f"identical predictions: {same}", flush=True)

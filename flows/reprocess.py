@@ -234,6 +234,11 @@ def reprocess(survey: Path, model: str, output: Path,
 def _summary(run_id: str, new: int, changed: int, unchanged: int, quarantined: int,
              full: bool, why: str, pred: Path, manifest: Path,
              seconds: dict[str, float]) -> dict[str, Any]:
-    return {"run_id": run_id, "new": new, "changed": changed, "unchanged": unchanged,
-            "quarantined": quarantined, "full": full, "reason": why,
-            "predictions": str(pred), "manifest": str(manifest), "stage_seconds": seconds}
+    """The run's summary, also left in ``work/last_run.json`` (stage times for benchmarks)."""
+    from pipeline.io import write_json_atomic
+
+    out = {"run_id": run_id, "new": new, "changed": changed, "unchanged": unchanged,
+           "quarantined": quarantined, "full": full, "reason": why,
+           "predictions": str(pred), "manifest": str(manifest), "stage_seconds": seconds}
+    write_json_atomic(out, Path(manifest).parent / "work" / "last_run.json")
+    return out
