@@ -35,7 +35,6 @@ from flows.reprocess import reprocess
 from models.bundle import resolve_bundle
 from models.predictions import read_predictions
 from models.settings import ClassifySettings
-from pipeline.errors import InputError
 from pipeline.hashing import file_hash
 from pipeline.simulate import SurveyConfig, simulate_lightcurves
 from pipeline.survey import read_manifest
@@ -196,11 +195,13 @@ def test_quarantined_objects_have_no_predictions(history: History):
     assert man.loc[o, "status"] == "classified" and o in set(pred["object_id"])
 
 
-def test_nothing_new_returns_fast_and_writes_nothing(history: History):
-    (r1, t1), (r2, t2) = history.runs["first"], history.runs["again"]
+def test_nothing_new_returns_early_and_writes_nothing(history: History):
+    """Speed is the benchmark's business (bench_reprocess.py); here: the run stops after the
+    scan of the survey (no ingest, no classification) and rewrites nothing."""
+    (r1, _), (r2, _) = history.runs["first"], history.runs["again"]
     assert not r2["full"] and (r2["new"], r2["changed"]) == (0, 0), r2
     assert r2["unchanged"] == r1["new"], r2
-    assert t2 < t1 / 3, (t1, t2)
+    assert set(r2["stage_seconds"]) <= {"scan"}, r2["stage_seconds"]
     for name, (mtime, ino, data) in history.stamps["before"].items():
         m2, i2, d2 = history.stamps["after"][name]
         assert (m2, i2) == (mtime, ino), f"{name} was rewritten"
