@@ -158,3 +158,30 @@ def _drop_slow_exit(record) -> bool:
     """Logging filter: a worker process killed at the end of the run (it did not exit within
     Dask's 4 s, e.g. TensorFlow's shutdown) is not the user's concern; its results are in."""
     return not str(record.msg).startswith("Worker process still alive after")
+
+
+def prepare_flow_command(args: argparse.Namespace, settings_model: type, data: str,
+                         model: str | None = None):
+    """What ``train``, ``classify`` and ``reprocess`` check before Prefect starts.
+
+    Builds the settings from the options, checks the Dask options, the input (and the
+    bundle, if given), then applies ``--quiet``: a bad value or file gives one line.
+
+    Returns
+    -------
+    pydantic.BaseModel
+        The settings.
+    """
+    from pipeline.chunks import input_files
+
+    from ._settings import settings_from_args
+
+    settings = settings_from_args(settings_model, args)
+    check_dask_arguments(args)
+    if model is not None:
+        from models.bundle import load_bundle
+
+        load_bundle(model)
+    input_files(data)
+    apply_quiet(args)
+    return settings

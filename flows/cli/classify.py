@@ -27,17 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from models.settings import ClassifySettings
 
-    from ._common import apply_quiet, check_dask_arguments, run_flow
-    from ._settings import settings_from_args
+    from ._common import prepare_flow_command, run_flow
 
-    settings = settings_from_args(ClassifySettings, args)
-    check_dask_arguments(args)
-    from models.bundle import load_bundle
-    from pipeline.chunks import input_files
-
-    load_bundle(args.model)  # bad bundle or input: one line, before Prefect starts
-    input_files(args.data)
-    apply_quiet(args)
+    settings = prepare_flow_command(args, ClassifySettings, args.data, model=args.model)
     from flows.classify import classify
 
     r = run_flow(args, classify, model=args.model, data=args.data, output=args.output,

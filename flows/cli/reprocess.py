@@ -24,18 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.bundle import load_bundle
     from models.settings import ClassifySettings
-    from pipeline.chunks import input_files
 
-    from ._common import apply_quiet, check_dask_arguments, run_flow
-    from ._settings import settings_from_args
+    from ._common import prepare_flow_command, run_flow
 
-    settings = settings_from_args(ClassifySettings, args)
-    check_dask_arguments(args)
-    load_bundle(args.model)  # bad bundle or survey: one line, before Prefect starts
-    input_files(args.survey)
-    apply_quiet(args)
+    settings = prepare_flow_command(args, ClassifySettings, args.survey, model=args.model)
     from flows.reprocess import reprocess
 
     r = run_flow(args, reprocess, survey=args.survey, model=args.model, output=args.output,

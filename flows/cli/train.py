@@ -23,23 +23,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.settings import TrainSettings
-
-    from ._common import apply_quiet, check_dask_arguments, run_flow
-    from ._settings import settings_from_args
-
-    settings = settings_from_args(TrainSettings, args)
-    check_dask_arguments(args)
     from pathlib import Path
 
     from flows._common import check_paths
-    from pipeline.chunks import input_files
+    from models.settings import TrainSettings
     from pipeline.labels import read_labels
 
-    input_files(args.data)  # bad input: one line, before Prefect starts
-    read_labels(args.labels)
+    from ._common import prepare_flow_command, run_flow
+
+    read_labels(args.labels)  # bad labels or output: one line, before Prefect starts
     check_paths(Path(args.output), [Path(args.data), Path(args.labels)])
-    apply_quiet(args)
+    settings = prepare_flow_command(args, TrainSettings, args.data)
     from flows.train import train
 
     r = run_flow(args, train, data=args.data, labels=args.labels, output=args.output,
