@@ -10,7 +10,7 @@ import pandas as pd
 from pipeline.errors import ConfigError, InputError
 
 __all__ = ["Stopwatch", "fan_out", "collect", "check_failed_fraction", "write_quarantine",
-           "check_paths", "ingest_outputs_exist"]
+           "quarantine_path", "check_paths", "ingest_outputs_exist"]
 
 
 def ingest_outputs_exist(ing: dict[str, Any]) -> bool:
@@ -111,19 +111,25 @@ def check_failed_fraction(source: object, n_files: int, failed_files: int, n_obj
                          f"(max_failed_fraction {limit}); see the quarantine table")
 
 
-def write_quarantine(report_dir: Path, run_id: str, validation_quarantine: str,
+def quarantine_path(report_dir: Path, run_id: str) -> Path:
+    """The run's quarantine table in a report folder (docs/reports.md)."""
+    return Path(report_dir) / "quarantine" / f"run_id={run_id}" / "part-0.parquet"
+
+
+def write_quarantine(path: Path, run_id: str, validation_quarantine: str | None,
                      failed: list[dict[str, Any]]) -> str:
-    """The run's quarantine: cleaning quarantine plus failed-chunk objects (docs/reports.md)."""
+    """A run's quarantine: the cleaning quarantine plus the objects of failed chunks."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from pipeline.io import write_parquet_atomic
     from pipeline.validate import QUARANTINE_SCHEMA
 
-    q = pq.read_table(validation_quarantine).to_pandas()
+    frames = [pq.read_table(validation_quarantine).to_pandas()] if validation_quarantine else []
     if failed:
-        q = pd.concat([q, pd.DataFrame(failed)], ignore_index=True)
-    path = Path(report_dir) / "quarantine" / f"run_id={run_id}" / "part-0.parquet"
+        frames.append(pd.DataFrame(failed))
+    q = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        {n: [] for n in QUARANTINE_SCHEMA.names})
     write_parquet_atomic(pa.Table.from_pandas(q, schema=QUARANTINE_SCHEMA, preserve_index=False),
                          path, metadata={"lcpipe.report": {"schema_version": "1.0",
                                                            "table": "quarantine",

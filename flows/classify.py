@@ -22,10 +22,9 @@ from flows._common import (  # noqa: E402
     Stopwatch,
     check_failed_fraction,
     check_paths,
-    fan_out,
-    ingest_outputs_exist,
+    write_quarantine,
 )
-from flows.tasks import classify_chunk_task, ingest_task  # noqa: E402
+from flows.tasks import classify_chunks, ingest_cached  # noqa: E402
 from models.settings import ClassifySettings  # noqa: E402
 
 __all__ = ["classify", "companion_paths"]
@@ -67,16 +66,12 @@ def classify(model: str, data: Path, output: Path,
     dict
         Output paths, counts per predicted class and model, seconds per stage.
     """
-    import pandas as pd
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from models.bundle import load_bundle
     from models.predictions import merge_predictions, new_run_id
     from pipeline.chunks import concat_parquet
     from pipeline.errors import InputError
-    from pipeline.io import write_parquet_atomic
-    from pipeline.validate import QUARANTINE_SCHEMA
 
     log = get_run_logger()
     data, output = Path(data), Path(output)
@@ -89,9 +84,7 @@ def classify(model: str, data: Path, output: Path,
     watch = Stopwatch()
     cache = extra["work"] / "cache"
 
-    ing = ingest_task(data, cache, settings)
-    if not ingest_outputs_exist(ing):  # a cached result whose files were deleted
-        ing = ingest_task.with_options(refresh_cache=True)(data, cache, settings)
+    ing = ingest_cached(data, cache, settings)
     common = set(ing["bands"]) & set(bundle.info["bands"])
     if not common:
         raise InputError(data, f"no light curve in the bundle's bands {bundle.info['bands']} "
@@ -101,19 +94,10 @@ def classify(model: str, data: Path, output: Path,
     log.info(f"ingest: {n_obj} objects in {len(ing['chunks'])} chunks")
     watch.lap("ingest")
 
-    res, failed = fan_out(
-        lambda c: classify_chunk_task.submit(str(bundle.path), c, cache, settings.n_jobs,
-                                             run_id),
-        ing["chunks"], ing["chunk_objects"],
-        retry=lambda c: classify_chunk_task.with_options(refresh_cache=True)(
-            str(bundle.path), c, cache, settings.n_jobs, run_id),
-        check=lambda r: all(Path(p).exists() for p in r.values()))
+    res, failed = classify_chunks(str(bundle.path), ing["chunks"], ing["chunk_objects"],
+                                  cache, settings.n_jobs, run_id)
     watch.lap("classify_chunks")
-    q = pq.read_table(ing["quarantine"]).to_pandas()
-    if failed:
-        q = pd.concat([q, pd.DataFrame(failed)], ignore_index=True)
-    write_parquet_atomic(pa.Table.from_pandas(q, schema=QUARANTINE_SCHEMA, preserve_index=False),
-                         extra["quarantine"])
+    write_quarantine(extra["quarantine"], run_id, ing["quarantine"], failed)
     check_failed_fraction(data, ing["n_files"], len(ing["failed_files"]), n_obj, len(failed),
                           settings.max_failed_fraction)
     ok = [c for c in ing["chunks"] if c in res]

@@ -35,10 +35,8 @@ from flows._common import (  # noqa: E402
     Stopwatch,
     check_failed_fraction,
     check_paths,
-    fan_out,
-    ingest_outputs_exist,
 )
-from flows.tasks import classify_chunk_task, ingest_task  # noqa: E402
+from flows.tasks import classify_chunks, ingest_cached  # noqa: E402
 from models.settings import ClassifySettings  # noqa: E402
 
 __all__ = ["reprocess"]
@@ -154,10 +152,7 @@ def reprocess(survey: Path, model: str, output: Path,
     log.info(f"{'full run (' + why + ')' if full else f'{len(affected)} objects to re-read'}")
 
     if data is not None:
-        ing = ingest_task(data, cache, settings, allow_empty=True)
-        if not ingest_outputs_exist(ing):
-            ing = ingest_task.with_options(refresh_cache=True)(data, cache, settings,
-                                                              allow_empty=True)
+        ing = ingest_cached(data, cache, settings, allow_empty=True)
     else:  # every object to re-read left the survey
         ing = {"chunks": [], "chunk_objects": [], "quarantine": None, "failed_files": [],
                "counts": {"objects_out": 0}}
@@ -179,13 +174,8 @@ def reprocess(survey: Path, model: str, output: Path,
         quarantined = set(qtab.to_pylist()) - present - {"*"}
     chunks = [(c, objs) for c, objs in zip(ing["chunks"], ing["chunk_objects"], strict=True)
               if todo & set(objs)]
-    res, failed = fan_out(
-        lambda c: classify_chunk_task.submit(str(bundle.path), c, cache, settings.n_jobs,
-                                             run_id),
-        [c for c, _ in chunks], [objs for _, objs in chunks],
-        retry=lambda c: classify_chunk_task.with_options(refresh_cache=True)(
-            str(bundle.path), c, cache, settings.n_jobs, run_id),
-        check=lambda r: all(Path(p).exists() for p in r.values()))
+    res, failed = classify_chunks(str(bundle.path), [c for c, _ in chunks],
+                                  [objs for _, objs in chunks], cache, settings.n_jobs, run_id)
     watch.lap("classify_chunks")
     check_failed_fraction(survey, len(files), len(ing["failed_files"]), max(n_obj, 1),
                           len(failed), settings.max_failed_fraction)

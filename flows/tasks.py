@@ -32,6 +32,8 @@ __all__ = [
     "evaluate_task",
     "fit_task",
     "reports_task",
+    "ingest_cached",
+    "classify_chunks",
 ]
 
 _IO_RETRIES = {"retries": 2, "retry_delay_seconds": 1}
@@ -159,3 +161,33 @@ def reports_task(report_dir: Path, run_id: str, predictions: list[str], classes:
     from models.reporting import write_evaluation_reports
 
     return write_evaluation_reports(report_dir, run_id, predictions, classes, rpca_model)
+
+
+def ingest_cached(data: Path, cache: Path, settings: IngestSettings,
+                  allow_empty: bool = False) -> dict[str, Any]:
+    """:func:`ingest_task`, run again without the cache if a cached result's files are gone."""
+    from flows._common import ingest_outputs_exist
+
+    ing = ingest_task(data, cache, settings, allow_empty)
+    if not ingest_outputs_exist(ing):
+        ing = ingest_task.with_options(refresh_cache=True)(data, cache, settings, allow_empty)
+    return ing
+
+
+def classify_chunks(bundle: str, chunks: list[str], chunk_objects: list[list[str]], cache: Path,
+                    n_jobs: int, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One :func:`classify_chunk_task` per chunk, collected by :func:`flows._common.fan_out`.
+
+    Returns
+    -------
+    (dict, list of dict)
+        Output paths by chunk, and quarantine rows for the objects of failed chunks.
+    """
+    from flows._common import fan_out
+
+    return fan_out(
+        lambda c: classify_chunk_task.submit(bundle, c, cache, n_jobs, run_id),
+        chunks, chunk_objects,
+        retry=lambda c: classify_chunk_task.with_options(refresh_cache=True)(
+            bundle, c, cache, n_jobs, run_id),
+        check=lambda r: all(Path(p).exists() for p in r.values()))

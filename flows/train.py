@@ -34,7 +34,7 @@ from flows._common import (  # noqa: E402
     check_failed_fraction,
     check_paths,
     collect,
-    ingest_outputs_exist,
+    quarantine_path,
     write_quarantine,
 )
 from flows.tasks import (  # noqa: E402
@@ -42,7 +42,7 @@ from flows.tasks import (  # noqa: E402
     features_task,
     fit_task,
     images_task,
-    ingest_task,
+    ingest_cached,
     merge_features_task,
     merge_images_task,
     reports_task,
@@ -105,9 +105,7 @@ def train(data: Path, labels: Path, output: Path,
     params = {"data": str(data), "labels": str(labels), "output": str(output),
               "settings": settings.model_dump()}
 
-    ing = ingest_task(data, cache, settings)
-    if not ingest_outputs_exist(ing):  # a cached result whose files were deleted
-        ing = ingest_task.with_options(refresh_cache=True)(data, cache, settings)
+    ing = ingest_cached(data, cache, settings)
     n_obj = int(ing["counts"]["objects_out"])
     log.info(f"ingest: {ing['counts']['rows_in']} rows, {n_obj} objects in "
              f"{len(ing['chunks'])} chunks; {len(ing['failed_files'])} unreadable files")
@@ -130,8 +128,8 @@ def train(data: Path, labels: Path, output: Path,
     ok_chunks = [c for c in ing["chunks"] if c in imgs and c in feats]
     watch.lap("images_and_features")
     try:
-        quarantine = write_quarantine(report_dir, run_id, ing["quarantine"],
-                                      list(failed.values()))
+        quarantine = write_quarantine(quarantine_path(report_dir, run_id), run_id,
+                                      ing["quarantine"], list(failed.values()))
         check_failed_fraction(data, ing["n_files"], len(ing["failed_files"]), n_obj,
                               len(failed), settings.max_failed_fraction)
         if not ok_chunks:

@@ -344,7 +344,7 @@ def test_failed_chunk_quarantines_its_objects(first_run: Run, tmp_path: Path) ->
     from prefect import flow
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from flows._common import fan_out, write_quarantine
+    from flows._common import fan_out, quarantine_path, write_quarantine
     from flows.tasks import images_task
 
     (ingest_json,) = (first_run.output / "work" / "cache").glob("ingest-*/ingest.json")
@@ -373,8 +373,9 @@ def test_failed_chunk_quarantines_its_objects(first_run: Run, tmp_path: Path) ->
     assert all(r["reason"].startswith("chunk_failed") for r in failed)
     assert all((r["band"], r["n_rows"]) == ("*", 0) for r in failed)
 
-    q = pq.read_table(write_quarantine(tmp_path / "reports", "fan-out-test",
-                                       ing["quarantine"], failed)).to_pandas()
+    path = quarantine_path(tmp_path / "reports", "fan-out-test")
+    q = pq.read_table(write_quarantine(path, "fan-out-test", ing["quarantine"],
+                                       failed)).to_pandas()
     q = q[q["reason"].str.startswith("chunk_failed")]
     assert sorted(q["object_id"]) == sorted(objects[2])
 
