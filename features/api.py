@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
@@ -239,7 +240,7 @@ def _min_points(ex: Extractor) -> dict[str, int]:
 
 
 _POOLS: dict[int, Any] = {}
-_POOLS_LOCK = __import__("threading").Lock()
+_POOLS_LOCK = threading.Lock()
 
 
 def _process_pool(n_jobs: int) -> Any:

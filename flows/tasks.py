@@ -7,6 +7,7 @@ and their settings, and their outputs live in content-addressed folders under
 the run's ``work/cache``; a second identical run reuses every chunk.
 """
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -94,19 +95,33 @@ def features_task(chunk: str, cache: Path, bands: list[str], n_jobs: int) -> str
     return chunk_features(chunk, Path(cache) / key / "features.parquet", bands, n_jobs)
 
 
-def _classify_key(ctx: Any, p: dict[str, Any]) -> str:
+@functools.lru_cache(maxsize=8)
+def _bundle_hash_of(path: str, signature: tuple) -> str:
+    return file_hash(path)
+
+
+def bundle_hash(bundle: str) -> str:
+    """Content hash of a bundle folder, computed once per process while its files are unchanged
+    (the classify tasks need it for every chunk's cache key; the bundle is ~20 MB)."""
     from models.bundle import resolve_bundle
 
-    return chunk_key("classify", p["chunk"], file_hash(resolve_bundle(p["bundle"])), p["cache"])
+    path = resolve_bundle(bundle)
+    files = sorted(f for f in path.rglob("*") if f.is_file())
+    signature = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return _bundle_hash_of(str(path), signature)
+
+
+def _classify_key(ctx: Any, p: dict[str, Any]) -> str:
+    return chunk_key("classify", p["chunk"], bundle_hash(p["bundle"]), p["cache"])
 
 
 @task(name="classify-chunk", cache_key_fn=_classify_key, persist_result=True)
 def classify_chunk_task(bundle: str, chunk: str, cache: Path, n_jobs: int,
                         run_id: str) -> dict[str, str]:
     """Every model of a bundle on one chunk (:func:`models.bundle.classify_chunk`)."""
-    from models.bundle import classify_chunk, resolve_bundle
+    from models.bundle import classify_chunk
 
-    key = chunk_key("classify", chunk, file_hash(resolve_bundle(bundle)), cache)
+    key = chunk_key("classify", chunk, bundle_hash(bundle), cache)
     return classify_chunk(bundle, chunk, Path(cache) / key, run_id, n_jobs)
 
 
