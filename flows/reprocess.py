@@ -71,10 +71,12 @@ def reprocess(survey: Path, model: str, output: Path,
         chunk); ``full`` (whether everything was reclassified) and ``reason``; paths;
         seconds per stage.
     """
+    import numpy as np
     import pandas as pd
 
     from models.bundle import load_bundle
     from models.predictions import new_run_id, upsert_predictions
+    from pipeline.arrays import isin
     from pipeline.contract import ColumnMap
     from pipeline.errors import InputError
     from pipeline.hashing import file_hash, text_hash
@@ -83,6 +85,7 @@ def reprocess(survey: Path, model: str, output: Path,
         Manifest,
         changed_files,
         extract_objects,
+        files_of,
         object_hashes,
         objects_by_file,
         read_manifest,
@@ -125,8 +128,7 @@ def reprocess(survey: Path, model: str, output: Path,
     else:
         changed_paths = {f.path for f in changed}
         per_file = objects_by_file(base, changed, cmap)
-        was_in = {o: set(fs.split(sep)) - {""} for o, fs in zip(known["object_id"],
-                                                                  known["files"], strict=True)}
+        was_in = files_of(known, changed_paths, set().union(*per_file.values()))
         affected = set().union(*per_file.values()) | {
             o for o, fs in was_in.items() if fs & changed_paths}
         if not affected:
@@ -161,7 +163,7 @@ def reprocess(survey: Path, model: str, output: Path,
     hashes = object_hashes(ing["chunks"])
     prev = known.set_index("object_id")["content_hash"] if len(known) else pd.Series(dtype=object)
     old_hash = hashes["object_id"].map(prev)
-    is_new = old_hash.isna() & ~hashes["object_id"].isin(known["object_id"])
+    is_new = old_hash.isna() & ~isin(hashes["object_id"], known["object_id"])
     is_changed = ~is_new & (old_hash != hashes["content_hash"])
     todo = set(hashes.loc[is_new | is_changed, "object_id"])
     # objects re-read but quarantined by cleaning (as a whole): their old predictions go
@@ -191,14 +193,15 @@ def reprocess(survey: Path, model: str, output: Path,
     # the manifest last: it never claims work that is not on disk
     last_run = (known.set_index("object_id")["run_id"].astype(object) if len(known)
                 else pd.Series(dtype=object))
-    done = hashes[~hashes["object_id"].isin(failed_ids)].assign(status="classified")
-    done["run_id"] = [run_id if o in todo else last_run.get(o, run_id)
-                      for o in done["object_id"]]
+    done = hashes[~isin(hashes["object_id"], failed_ids)].assign(status="classified")
+    redo = isin(done["object_id"], todo)
+    done["run_id"] = np.where(redo, run_id,
+                              done["object_id"].map(last_run).fillna(run_id).astype(object))
     q = pd.DataFrame({"object_id": sorted(quarantined), "content_hash": None,
                       "status": "quarantined", "run_id": run_id})
-    keep = known[~known["object_id"].isin(present | quarantined | failed_ids | vanished)]
+    keep = known[~isin(known["object_id"], present | quarantined | failed_ids | vanished)]
     objects = pd.concat([x for x in (keep, done, q) if len(x)] or [empty], ignore_index=True)
-    redone = ~objects["object_id"].isin(keep["object_id"])
+    redone = ~isin(objects["object_id"], keep["object_id"])
     objects.loc[redone, "files"] = [sep.join(sorted(membership.get(o, ())))
                                     for o in objects.loc[redone, "object_id"]]
     objects = objects.sort_values("object_id", ignore_index=True)

@@ -171,44 +171,70 @@ def classify_chunk(bundle_spec: str | os.PathLike[str], chunk: str | os.PathLike
     dict
         ``predictions`` and ``rpca_distances`` paths.
     """
-    import pyarrow as pa
-
-    from pipeline.io import write_parquet_atomic
+    from concurrent.futures import ThreadPoolExecutor
 
     from .predictions import prediction_frame, with_agreement, write_predictions
-    from .training import chunk_features, chunk_images, load_model_cached, predict_model
+    from .training import (
+        MODEL_INPUT,
+        chunk_features,
+        chunk_images,
+        load_model_cached,
+        predict_model,
+    )
 
     b = load_bundle(bundle_spec)
     wd = Path(workdir)
     grids = b.info["grids"]
-    imgs = chunk_images(chunk, wd / "images", list(grids.values()), b.info["bands"])
-    paths = {"features": chunk_features(chunk, wd / "features.parquet", b.info["bands"], n_jobs),
-             "cnn_images": imgs[grids["cnn"]], "rpca_images": imgs[grids["rpca"]]}
     classes = [str(c) for c in b.info["classes"]]
-    frames, out = [], {}
-    for kind in b.models:
-        model, meta = load_model_cached(kind, b.model_path(kind))
-        if kind == "forest":  # the caller's parallelism, not the training machine's
-            model.n_jobs = model.model_.n_jobs = int(n_jobs)
-        ids, m_classes, proba, pred, extra = predict_model(kind, model, meta, paths, None,
-                                                           b.settings)
-        if proba is not None and [str(c) for c in m_classes] != classes:
-            raise InputError(b.model_path(kind), "its classes differ from bundle.json")
-        frames.append(prediction_frame(ids, kind, classes, proba, pred, run_id=run_id,
-                                       split="classify"))
-        if kind == "rpca_nearest":
-            cols = {"object_id": pa.array(ids, pa.string()),
-                    "rpca_nearest": pa.array(np.asarray(pred).astype(str), pa.string())}
-            for j, c in enumerate(m_classes):
-                cols[f"err_{c}"] = pa.array(extra["err"][:, j], pa.float64())
-            for j, c in enumerate(m_classes):
-                cols[f"l1_{c}"] = pa.array(extra["l1"][:, j], pa.float64())
-            out["rpca_distances"] = str(write_parquet_atomic(
-                pa.table(cols), wd / "rpca_distances.parquet",
-                metadata={"lcpipe.rpca_distances": {"units": "sqrt of paper pixels",
-                                                    "run_id": run_id}}))
+    by_kind: dict[str, pd.DataFrame] = {}
+    out: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=1) as background:
+        # with worker processes, the features are computed there while this thread
+        # makes the images, loads the models and runs the image models
+        feats = (background.submit(chunk_features, chunk, wd / "features.parquet",
+                                   b.info["bands"], n_jobs) if n_jobs > 1 else None)
+        imgs = chunk_images(chunk, wd / "images", list(grids.values()), b.info["bands"])
+        paths = {"cnn_images": imgs[grids["cnn"]], "rpca_images": imgs[grids["rpca"]]}
+        if feats is None:
+            paths["features"] = chunk_features(chunk, wd / "features.parquet",
+                                               b.info["bands"], n_jobs)
+        for kind in sorted(b.models, key=lambda k: MODEL_INPUT[k] == "features"):
+            model, meta = load_model_cached(kind, b.model_path(kind))
+            if kind == "forest":  # the caller's parallelism, not the training machine's
+                model.n_jobs = model.model_.n_jobs = int(n_jobs)
+            if MODEL_INPUT[kind] not in paths:
+                assert feats is not None
+                paths["features"] = feats.result()
+            ids, m_classes, proba, pred, extra = predict_model(kind, model, meta, paths, None,
+                                                               b.settings)
+            if proba is not None and [str(c) for c in m_classes] != classes:
+                raise InputError(b.model_path(kind), "its classes differ from bundle.json")
+            by_kind[kind] = prediction_frame(ids, kind, classes, proba, pred, run_id=run_id,
+                                            split="classify")
+            if kind == "rpca_nearest":
+                out["rpca_distances"] = _write_rpca_distances(
+                    ids, m_classes, pred, extra, wd / "rpca_distances.parquet", run_id)
+    frames = [by_kind[k] for k in b.models]  # the bundle's order, whatever ran first
     out["predictions"] = str(write_predictions(with_agreement(pd.concat(frames,
                                                                         ignore_index=True)),
                                                wd / "predictions.parquet",
                                                metadata={"bundle": str(b.path)}))
     return out
+
+
+def _write_rpca_distances(ids: np.ndarray, classes: list[str], pred: np.ndarray,
+                          extra: dict[str, np.ndarray], path: Path, run_id: str) -> str:
+    """The RPCA model's per-class distances of a chunk (see :func:`classify_chunk`)."""
+    import pyarrow as pa
+
+    from pipeline.io import write_parquet_atomic
+
+    cols = {"object_id": pa.array(ids, pa.string()),
+            "rpca_nearest": pa.array(np.asarray(pred).astype(str), pa.string())}
+    for j, c in enumerate(classes):
+        cols[f"err_{c}"] = pa.array(extra["err"][:, j], pa.float64())
+    for j, c in enumerate(classes):
+        cols[f"l1_{c}"] = pa.array(extra["l1"][:, j], pa.float64())
+    return str(write_parquet_atomic(
+        pa.table(cols), path, metadata={"lcpipe.rpca_distances": {
+            "units": "sqrt of paper pixels", "run_id": run_id}}))

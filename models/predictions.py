@@ -238,22 +238,60 @@ def upsert_predictions(previous: str | os.PathLike[str] | None,
     -------
     Path
     """
-    frames = [read_predictions(p)[0] for p in new]
-    fresh = pd.concat(frames, ignore_index=True) if frames else None
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from pipeline.io import write_parquet_atomic
+    from pipeline.reports import METADATA_KEY, REPORT_SCHEMA_VERSION
+
+    # Arrow all the way: a survey's table has ~10^6 rows and only a few change
+    tables = [_read_prediction_table(p) for p in new]
+    fresh = pa.concat_tables(tables) if tables else None
     if fresh is not None:
         if only is not None:
-            fresh = fresh[fresh["object_id"].isin(only)]
-        fresh["run_id"] = run_id
-    gone = set(drop or ()) | (set(fresh["object_id"]) if fresh is not None else set())
+            fresh = fresh.filter(pc.is_in(fresh.column("object_id"),
+                                          value_set=pa.array(sorted(only), pa.string())))
+        i = fresh.schema.get_field_index("run_id")
+        fresh = fresh.set_column(i, fresh.schema.field(i),
+                                 pa.array(np.full(fresh.num_rows, run_id, dtype=object),
+                                          pa.string()))
+    gone = set(drop or ())
+    if fresh is not None:
+        gone |= set(pc.unique(fresh.column("object_id")).to_pylist())
     old = None
     if previous is not None and Path(previous).exists():
-        old = read_predictions(previous)[0]
-        old = old[~old["object_id"].isin(gone)]
-    parts = [f for f in (old, fresh) if f is not None and len(f)]
-    if not parts:
-        parts = [f for f in (old, fresh) if f is not None][:1]
+        old = _read_prediction_table(previous)
+        if fresh is not None and old.schema != fresh.schema:
+            raise ValueError(f"{previous}: its columns differ from the new predictions' "
+                             "(another model's classes?)")
+        old = old.filter(pc.invert(pc.is_in(old.column("object_id"),
+                                            value_set=pa.array(sorted(gone), pa.string()))))
+    parts = [t for t in (old, fresh) if t is not None]
     if not parts:
         raise ValueError("no predictions to write")
-    frame = pd.concat(parts, ignore_index=True).sort_values(["object_id", "model"],
-                                                              ignore_index=True)
-    return write_predictions(frame, out, metadata)
+    table = pa.concat_tables(parts).sort_by([("object_id", "ascending"),
+                                             ("model", "ascending")])
+    classes = [c[len("prob_"):] for c in table.column_names if c.startswith("prob_")]
+    models = sorted(pc.unique(table.column("model")).to_pylist())
+    return write_parquet_atomic(table, out, metadata={
+        PREDICTIONS_METADATA_KEY: {"classes": classes, "models": models, **(metadata or {})},
+        METADATA_KEY: {"schema_version": REPORT_SCHEMA_VERSION, "table": "predictions",
+                       "run_id": table.column("run_id")[0].as_py() if table.num_rows
+                       else None}})
+
+
+def _read_prediction_table(path: str | os.PathLike[str]) -> Any:
+    """A prediction file as an Arrow table in its schema (metadata dropped), or InputError."""
+    import pyarrow.parquet as pq
+
+    from pipeline.errors import InputError
+    from pipeline.io import read_json_metadata
+    from pipeline.reports import table_schema
+
+    meta = read_json_metadata(path, PREDICTIONS_METADATA_KEY)
+    try:
+        table = pq.read_table(path)
+        schema = table_schema("predictions", [str(c) for c in meta.get("classes", [])])
+        return table.select(schema.names).cast(schema).replace_schema_metadata(None)
+    except Exception as exc:  # pyarrow raises several types for damaged files
+        raise InputError(path, f"cannot read predictions: {exc}") from exc

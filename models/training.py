@@ -278,9 +278,14 @@ def _estimator(kind: str, settings: TrainSettings) -> Any:
     raise ValueError(f"unknown model {kind!r}")
 
 
+#: The input file each model reads (a key of the ``paths`` given to fit/predict).
+MODEL_INPUT: dict[str, str] = {"forest": "features", "cnn": "cnn_images",
+                               "rpca_nearest": "rpca_images"}
+
+
 def _inputs(kind: str, paths: dict[str, str], ids: np.ndarray | None, settings: TrainSettings,
             model_info: dict[str, Any] | None = None) -> tuple[np.ndarray, Any, dict[str, Any]]:
-    if kind == "forest":
+    if MODEL_INPUT[kind] == "features":
         info = model_info or {}
         return forest_inputs(paths["features"], ids, info.get("feature_names"),
                              info.get("feature_set_version"))

@@ -173,8 +173,15 @@ PRESETS: dict[str, ColumnMap] = {
 }
 
 
-def open_dataset(path: str | os.PathLike[str]) -> ds.Dataset:
+def open_dataset(path: str | os.PathLike[str], dictionary: Sequence[str] = ()) -> ds.Dataset:
     """Open a Parquet file, a directory of Parquet files (hive partitions too) or a CSV file.
+
+    Parameters
+    ----------
+    path : path-like
+    dictionary : sequence of str, optional
+        Parquet string columns to read as dictionary arrays (e.g. object ids: ~4x
+        faster to read and filter than decoded strings). Ignored for CSV.
 
     Raises
     ------
@@ -191,6 +198,10 @@ def open_dataset(path: str | os.PathLike[str]) -> ds.Dataset:
     try:
         if is_csv:
             return ds.dataset(p, format="csv")
+        if dictionary:
+            fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(
+                dictionary_columns=list(dictionary)))
+            return ds.dataset(p, format=fmt, partitioning="hive")
         return ds.dataset(p, format="parquet", partitioning="hive")
     except (pa.ArrowException, OSError, ValueError) as exc:
         kind = "CSV" if is_csv else "Parquet"

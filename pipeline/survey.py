@@ -21,13 +21,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from .arrays import isin
 from .chunks import input_files
 from .contract import ColumnMap, open_dataset
 from .errors import InputError
 from .io import write_parquet_atomic
 
 __all__ = ["FileEntry", "Manifest", "MANIFEST_FORMAT", "FILES_SEP", "scan_survey",
-           "changed_files", "objects_by_file", "objects_in_files", "extract_objects",
+           "changed_files", "files_of", "objects_by_file", "objects_in_files", "extract_objects",
            "object_hashes", "read_manifest", "write_manifest"]
 
 MANIFEST_FORMAT = "lcpipe-reprocess-manifest/1"
@@ -94,11 +95,51 @@ def changed_files(current: list[FileEntry], previous: list[FileEntry]
     return changed, removed
 
 
-def _id_column(path: Path, cmap: ColumnMap) -> str:
+def files_of(objects: pd.DataFrame, paths: set[str], ids: set[str] = frozenset()
+             ) -> dict[str, set[str]]:
+    """The input files of the manifest objects that were in one of ``paths`` or are in ``ids``.
+
+    Parameters
+    ----------
+    objects : pandas.DataFrame
+        :attr:`Manifest.objects` (``object_id``, ``files``).
+    paths : set of str
+        Relative file paths (e.g. the files that changed).
+    ids : set of str, optional
+        Objects wanted whatever their files.
+
+    Returns
+    -------
+    dict
+        Object id -> set of relative paths; only the objects selected (vectorised: a
+        survey's manifest has ~10^6 rows and few are touched).
+    """
+    import pyarrow.compute as pc
+
+    if not len(objects):
+        return {}
+    lists = pc.split_pattern(pa.array(objects["files"].fillna(""), pa.string()), FILES_SEP)
+    hit = pc.is_in(pc.list_flatten(lists), value_set=pa.array(sorted(paths), pa.string()))
+    rows = np.asarray(pc.list_parent_indices(lists))[np.asarray(hit, dtype=bool)]
+    rows = np.union1d(rows, np.flatnonzero(isin(objects["object_id"], ids)))
+    sub = objects.iloc[rows]
+    return {str(o): set(str(fs).split(FILES_SEP)) - {""}
+            for o, fs in zip(sub["object_id"], sub["files"].fillna(""), strict=True)}
+
+
+def _open_ids(path: Path, cmap: ColumnMap) -> tuple[Any, str, pa.DataType]:
+    """The dataset of ``path``, its object-id column and that column's type.
+
+    String ids are read as dictionary arrays: a survey file repeats each id once per
+    point, and reading and filtering the codes is ~4x faster than decoded strings.
+    """
     dset = open_dataset(path)
     col = cmap.resolve(dset.schema.names, path)["object_id"]
     assert col is not None  # object_id is required: resolve raised otherwise
-    return col
+    id_type = dset.schema.field(col).type
+    if pa.types.is_string(id_type) or pa.types.is_large_string(id_type):
+        dset = open_dataset(path, dictionary=[col])
+    return dset, col, id_type
 
 
 def objects_by_file(base: str | os.PathLike[str], files: list[FileEntry],
@@ -110,12 +151,12 @@ def objects_by_file(base: str | os.PathLike[str], files: list[FileEntry],
     out: dict[str, set[str]] = {}
     for f in files:
         p = Path(base) / f.path
-        col = _id_column(p, cmap)
+        dset, col, _ = _open_ids(p, cmap)
         try:
-            arr = open_dataset(p).to_table(columns=[col]).column(col)
+            arr = dset.to_table(columns=[col]).column(col)
         except (OSError, pa.ArrowException) as exc:
             raise InputError(p, f"cannot read object ids: {exc}") from exc
-        out[f.path] = set(pc.unique(pc.cast(arr, pa.string())).to_pylist()) - {None}
+        out[f.path] = set(pc.cast(pc.unique(arr), pa.string()).to_pylist()) - {None}
     return out
 
 
@@ -148,9 +189,7 @@ def extract_objects(base: str | os.PathLike[str], files: list[FileEntry], object
     parts = []
     for f in files:
         p = Path(base) / f.path
-        col = _id_column(p, cmap)
-        dset = open_dataset(p)
-        id_type = dset.schema.field(col).type
+        dset, col, id_type = _open_ids(p, cmap)
         try:
             values = wanted if pa.types.is_string(id_type) else pc.cast(
                 wanted, id_type, safe=False)
@@ -162,6 +201,9 @@ def extract_objects(base: str | os.PathLike[str], files: list[FileEntry], object
         except (OSError, pa.ArrowException) as exc:
             raise InputError(p, f"cannot read: {exc}") from exc
         if t.num_rows:
+            if pa.types.is_dictionary(t.schema.field(col).type):  # back to the file's type
+                i = t.schema.get_field_index(col)
+                t = t.set_column(i, pa.field(col, id_type), pc.cast(t.column(col), id_type))
             parts.append(t.rename_columns([c if c != col else "__id__" for c in t.column_names]))
     if not parts:
         raise InputError(base, "none of the objects to reprocess was found in the survey")

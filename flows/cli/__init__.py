@@ -37,6 +37,10 @@ COMMANDS: dict[str, str] = {
 }
 
 
+#: Commands that run a flow (and need a Prefect API).
+FLOW_COMMANDS = frozenset({"train", "classify", "reprocess", "demo"})
+
+
 def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
     from pipeline._version import __version__
 
@@ -69,8 +73,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``lcpipe`` command line; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     only = argv[0] if argv and argv[0] in COMMANDS else None
+    api = None
+    if only in FLOW_COMMANDS and not {"-h", "--help"} & set(argv):
+        import os
+
+        from flows import _api
+
+        if "--quiet" in argv:  # Prefect reads its settings once, in _api.start
+            os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        api = _api.start()  # Prefect's temporary API comes up while the rest loads
     parser = _build_parser(only)
     args = parser.parse_args(argv)
+    args._api = api
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0 if not argv else 2

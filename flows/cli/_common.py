@@ -113,21 +113,24 @@ def run_flow(args: argparse.Namespace, flow, **params):
     task's worker, without a process pool of their own: the Dask workers are the
     parallelism, and may not start processes), the workers use this process's Prefect
     API (:func:`flows._runners.worker_api`) and Dask's own log lines stay below WARNING
-    unless ``--debug``.
+    unless ``--debug``. The Prefect API is the temporary server the command started
+    early (:mod:`flows._api`), if it started one.
     """
     import contextlib
     import logging
     import os
 
+    from flows._api import TemporaryAPI
     from flows._runners import task_runner, worker_api
 
     addr, n = getattr(args, "dask_address", None), getattr(args, "dask_local", None)
     runner = task_runner(addr, n)
-    if not check_dask_arguments(args):
-        return flow.with_options(task_runner=runner)(**params)
-    if "settings" in params:
-        params["settings"] = params["settings"].model_copy(update={"n_jobs": 1})
     with contextlib.ExitStack() as stack:
+        stack.enter_context((getattr(args, "_api", None) or TemporaryAPI()).use())
+        if not check_dask_arguments(args):
+            return flow.with_options(task_runner=runner)(**params)
+        if "settings" in params:
+            params["settings"] = params["settings"].model_copy(update={"n_jobs": 1})
         if not getattr(args, "debug", False):
             log = logging.getLogger("distributed")
             old = log.level

@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     from models.settings import TrainSettings
     from pipeline.demo import sample_paths
 
-    from ._common import apply_quiet
+    from ._common import apply_quiet, run_flow
     from .train import _print_summary
 
     apply_quiet(args)
@@ -26,6 +26,6 @@ def run(args: argparse.Namespace) -> int:
     paths = sample_paths()
     print(f"lcpipe demo: the train flow on {paths['lightcurves']} (435 real CRTS light "
           "curves; the 7 classes of Mahabal et al. 2017; Prefect's ephemeral API)", flush=True)
-    _print_summary(train(paths["lightcurves"], paths["labels"], args.output,
-                         TrainSettings(classes="paper7")))
+    _print_summary(run_flow(args, train, data=paths["lightcurves"], labels=paths["labels"],
+                            output=args.output, settings=TrainSettings(classes="paper7")))
     return 0
