@@ -31,7 +31,7 @@ def isin(values: Any, within: Iterable[Any]) -> np.ndarray:
     -------
     ndarray of bool, shape (n,)
     """
-    return pc.fill_null(pc.is_in(_strings(values), value_set=_strings(within)),
+    return pc.fill_null(pc.is_in(_strings(values), value_set=_strings(within), skip_nulls=True),
                         False).to_numpy(zero_copy_only=False)
 
 

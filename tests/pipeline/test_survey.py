@@ -335,3 +335,29 @@ def test_manifest_foreign_file_is_an_input_error(tmp_path: Path):
     truncated.write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError):
         read_manifest(truncated)
+
+
+def test_files_of_matches_a_plain_loop():
+    """The vectorised lookup of the manifest equals splitting every row in Python."""
+    import numpy as np
+
+    from pipeline.survey import FILES_SEP, files_of
+
+    rng = np.random.default_rng(0)
+    paths = [f"night-{i}.parquet" for i in range(6)]
+    rows = []
+    for k in range(300):
+        fs = sorted(set(rng.choice(paths, size=int(rng.integers(0, 4)))))
+        rows.append((f"o{k}", FILES_SEP.join(fs)))
+    objects = pd.DataFrame(rows, columns=["object_id", "files"])
+    objects.loc[5, "files"] = None
+    changed, ids = {"night-2.parquet", "night-5.parquet"}, {"o1", "o7", "o299", "missing"}
+    expected = {}
+    for o, fs in rows:
+        got = set(fs.split(FILES_SEP)) - {""}
+        if o == "o5":
+            got = set()
+        if got & changed or o in ids:
+            expected[o] = got
+    assert files_of(objects, changed, ids) == expected
+    assert files_of(objects.iloc[:0], changed, ids) == {}
