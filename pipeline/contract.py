@@ -215,17 +215,33 @@ def _short(exc: BaseException) -> str:
 
 def _categorical(arr: pa.ChunkedArray | pa.Array,
                  rename: Mapping[object, str] | None = None) -> pd.Categorical:
-    """Arrow column -> pandas Categorical of strings (nulls become NaN), no per-row objects."""
+    """Arrow column -> pandas Categorical of strings (nulls become NaN), no per-row objects.
+
+    A dictionary column (Parquet read with ``read_dictionary``) keeps its codes: only
+    the dictionaries of its chunks are unified, no value is hashed again.
+    """
     if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks else pa.array([], arr.type)
+        if pa.types.is_dictionary(arr.type) and arr.num_chunks > 1:
+            arr = arr.unify_dictionaries()
+            dictionary = arr.chunk(0).dictionary
+            arr = pa.DictionaryArray.from_arrays(
+                pa.concat_arrays([c.indices for c in arr.chunks]), dictionary)
+        else:
+            arr = arr.combine_chunks() if arr.num_chunks else pa.array([], arr.type)
     if pa.types.is_dictionary(arr.type):
-        arr = arr.cast(arr.type.value_type)
-    raw_values = None
-    if rename and not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-        raw_values = arr
-    enc = pc.dictionary_encode(pc.cast(arr, pa.string()) if raw_values is None else arr)
-    codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    cats = enc.dictionary.to_pylist()
+        dictionary, indices = arr.dictionary, arr.indices
+        if not (rename or pa.types.is_string(dictionary.type)):
+            dictionary = pc.cast(dictionary, pa.string())
+    else:
+        raw = bool(rename) and not (pa.types.is_string(arr.type)
+                                    or pa.types.is_large_string(arr.type))
+        enc = pc.dictionary_encode(arr if raw else pc.cast(arr, pa.string()))
+        dictionary, indices = enc.dictionary, enc.indices
+    codes = indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    if dictionary.null_count:  # a null stored in the dictionary itself
+        codes[np.isin(codes, np.flatnonzero(dictionary.is_null().to_numpy(
+            zero_copy_only=False)))] = -1
+    cats = dictionary.to_pylist()
     if rename:
         cats = [rename.get(c, rename.get(str(c), c)) for c in cats]
     cats = [str(c) for c in cats]
@@ -271,7 +287,7 @@ def _canonical(batch: pa.Table, cols: dict[str, str | None], cmap: ColumnMap,
                 source, f"column {cols[col]!r} ({col}) has type {arr.type}, expected numbers "
                 "(a non-numeric value in a CSV column makes the whole column text)")
         data[col] = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
-    return pd.DataFrame(data, columns=list(COLUMNS))
+    return pd.DataFrame(data, columns=list(COLUMNS), copy=False)  # no block consolidation
 
 
 def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -314,8 +330,7 @@ def read_table(path: str | os.PathLike[str], cmap: ColumnMap | None = None) -> p
         Unreadable file, missing column, wrong column type or empty table.
     """
     cmap = cmap or ColumnMap()
-    dset = open_dataset(path)
-    cols = cmap.resolve(dset.schema.names, path)
+    dset, cols = _open_columns(path, cmap)
     wanted = sorted({c for c in cols.values() if c is not None})
     try:
         table = dset.to_table(columns=wanted)
@@ -324,6 +339,21 @@ def read_table(path: str | os.PathLike[str], cmap: ColumnMap | None = None) -> p
     if table.num_rows == 0:
         raise InputError(path, "empty table: no rows")
     return _canonical(table, cols, cmap, path)
+
+
+def _open_columns(path: str | os.PathLike[str], cmap: ColumnMap
+                  ) -> tuple[ds.Dataset, dict[str, str | None]]:
+    """The dataset with its object_id and band columns read as dictionaries when they hold
+    strings (Parquet: the codes come from the file, no string is hashed), and the
+    resolved column names."""
+    dset = open_dataset(path)
+    cols = cmap.resolve(dset.schema.names, path)
+    names = [c for c in (cols["object_id"], cols["band"]) if c is not None
+             and (pa.types.is_string(dset.schema.field(c).type)
+                  or pa.types.is_large_string(dset.schema.field(c).type))]
+    if names and isinstance(dset.format, ds.ParquetFileFormat):
+        dset = open_dataset(path, dictionary=names)
+    return dset, cols
 
 
 class NotGroupedError(InputError):

@@ -96,8 +96,13 @@ def write_parquet_atomic(
         The destination path.
     """
     table = table.replace_schema_metadata(_with_metadata(table.schema, metadata).metadata)
+    # dictionary encoding for the text columns only: tried on float columns it costs a
+    # third of the write time and the file gets larger
+    text = [f.name for f in table.schema
+            if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+            or pa.types.is_dictionary(f.type)]
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd", use_dictionary=text or False)
     return Path(path)
 
 

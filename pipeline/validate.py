@@ -51,8 +51,10 @@ __all__ = [
     "OBJECT_REASONS",
     "CONFLICT_POLICIES",
     "clean_frame",
+    "clean_codes",
     "validate_file",
     "frame_to_arrow",
+    "series_to_arrow",
 ]
 
 ROW_REASONS: tuple[str, ...] = (
@@ -140,24 +142,87 @@ class CleaningCounts:
         return asdict(self)
 
 
-@dataclass
+@dataclass(frozen=True)
+class CleanSeries:
+    """Clean rows as contiguous series (CSR layout), what every stage consumes.
+
+    Attributes
+    ----------
+    object_id, band : ndarray of str, shape (n_series,)
+        Object and band of each (object, band) series, sorted by object, then band.
+    offsets : ndarray of int64, shape (n_series + 1,)
+        Series ``i`` is rows ``offsets[i]:offsets[i+1]``.
+    t, mag, mag_err : ndarray of float64, shape (n_rows,)
+        Times MJD [days] (strictly increasing within a series), magnitudes and errors [mag].
+    """
+
+    object_id: np.ndarray
+    band: np.ndarray
+    offsets: np.ndarray
+    t: np.ndarray
+    mag: np.ndarray
+    mag_err: np.ndarray
+
+
 class CleanResult:
-    """Output of :func:`clean_frame`.
+    """Output of :func:`clean_frame` / :func:`clean_codes`.
 
     Attributes
     ----------
     frame : pandas.DataFrame
         Clean rows, columns ``object_id, band, t, mag, mag_err``, sorted by
-        object_id, band, t; (object_id, band, t) unique.
+        object_id, band, t; (object_id, band, t) unique. Built on first access
+        when the result came from :func:`clean_codes`.
+    series : CleanSeries or None
+        The same rows as series with offsets (from :func:`clean_codes`).
     quarantine : pandas.DataFrame
         One row per (object_id, band, reason): ``object_id, band, reason, n_rows``.
     counts : CleaningCounts
         Row and object accounting.
     """
 
-    frame: pd.DataFrame
-    quarantine: pd.DataFrame
-    counts: CleaningCounts
+    def __init__(self, frame: pd.DataFrame | None = None,
+                 quarantine: pd.DataFrame | None = None,
+                 counts: CleaningCounts | None = None,
+                 series: CleanSeries | None = None) -> None:
+        if frame is None and series is None:
+            raise ValueError("CleanResult needs a frame or series")
+        self._frame = frame
+        self.series = series
+        self.quarantine = quarantine if quarantine is not None else pd.DataFrame(
+            columns=["object_id", "band", "reason", "n_rows"])
+        self.counts = counts or CleaningCounts()
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            self._frame = _series_frame(self.series)
+        return self._frame
+
+
+def _series_frame(s: CleanSeries) -> pd.DataFrame:
+    """CleanSeries -> canonical frame (categorical object_id and band)."""
+    sizes = np.diff(s.offsets)
+    ocats, oinv = np.unique(s.object_id, return_inverse=True)
+    bcats, binv = np.unique(s.band, return_inverse=True)
+    return pd.DataFrame({
+        "object_id": pd.Categorical.from_codes(np.repeat(oinv.reshape(-1), sizes),
+                                               categories=pd.Index(ocats, dtype=object)),
+        "band": pd.Categorical.from_codes(np.repeat(binv.reshape(-1), sizes),
+                                          categories=pd.Index(bcats, dtype=object)),
+        "t": s.t, "mag": s.mag, "mag_err": s.mag_err}, columns=list(COLUMNS), copy=False)
+
+
+def series_to_arrow(s: CleanSeries) -> pa.Table:
+    """CleanSeries -> Arrow table of LIGHTCURVE_SCHEMA (rows in series order)."""
+    sizes = np.diff(s.offsets)
+    idx = pa.array(np.repeat(np.arange(len(sizes), dtype=np.int32), sizes), pa.int32())
+    cols = {name: pa.DictionaryArray.from_arrays(idx, pa.array(np.asarray(v, dtype=object),
+                                                               pa.string())).cast(pa.string())
+            for name, v in (("object_id", s.object_id), ("band", s.band))}
+    for name, v in (("t", s.t), ("mag", s.mag), ("mag_err", s.mag_err)):
+        cols[name] = pa.array(v, pa.float64())
+    return pa.table(cols, schema=LIGHTCURVE_SCHEMA)
 
 
 def clean_frame(df: pd.DataFrame, config: CleaningConfig | None = None) -> CleanResult:
@@ -177,68 +242,81 @@ def clean_frame(df: pd.DataFrame, config: CleaningConfig | None = None) -> Clean
         Clean sorted rows, quarantine table and counts; the accounting
         identity holds by construction (and is asserted).
     """
-    cfg = config or CleaningConfig()
-    n = len(df)
-    # work on integer codes: compact and fast; strings only for the output
     ocat = pd.Categorical(df["object_id"])
     bcat = pd.Categorical(df["band"])
-    oc = np.asarray(ocat.codes, dtype=np.int64)
-    bc = np.asarray(bcat.codes, dtype=np.int64)
-    ocats = np.asarray(ocat.categories, dtype=object).astype(str)
-    bcats = np.asarray(bcat.categories, dtype=object).astype(str)
-    t = df["t"].to_numpy(dtype=np.float64)
-    mag = df["mag"].to_numpy(dtype=np.float64).copy()
-    err = df["mag_err"].to_numpy(dtype=np.float64).copy()
-    code = np.full(n, _KEEP, dtype=np.int16)
+    return clean_codes(np.asarray(ocat.codes), np.asarray(ocat.categories, dtype=object),
+                       np.asarray(bcat.codes), np.asarray(bcat.categories, dtype=object),
+                       df["t"].to_numpy(dtype=np.float64), df["mag"].to_numpy(dtype=np.float64),
+                       df["mag_err"].to_numpy(dtype=np.float64), config)
 
-    def mark(mask: np.ndarray, reason: str) -> None:
-        code[(code == _KEEP) & mask] = _CODE[reason]
 
-    mark(oc < 0, "null_object_id")
-    mark(bc < 0, "null_band")
-    mark(~np.isfinite(t), "nonfinite_t")
-    mark(~np.isfinite(mag), "nonfinite_mag")
-    mark(~np.isfinite(err), "nonfinite_mag_err")
-    with np.errstate(invalid="ignore"):
-        mark(err <= 0, "nonpositive_mag_err")
-        mark((t < cfg.t_min) | (t > cfg.t_max), "time_outside_window")
+def _ranks(cats: np.ndarray) -> np.ndarray:
+    """Rank of each category in string order (ties impossible: categories are unique)."""
+    rank = np.empty(len(cats), dtype=np.int64)
+    rank[np.argsort(cats, kind="stable")] = np.arange(len(cats))
+    return rank
 
-    keep = np.flatnonzero(code == _KEEP)
-    if len(keep):
-        sub = pd.DataFrame({"o": oc[keep], "b": bc[keep], "t": t[keep],
-                            "m": mag[keep], "e": err[keep]})
-        dup = sub.duplicated(keep="first").to_numpy()
-        code[keep[dup]] = _CODE["exact_duplicate"]
-        keep = keep[~dup]
-        sub = sub.loc[~dup]
-        gid = sub.groupby(["o", "b", "t"], sort=False).ngroup().to_numpy()
-        size = np.bincount(gid)
-        in_conf = size[gid] > 1
-        if in_conf.any():
-            first = ~pd.Series(gid).duplicated(keep="first").to_numpy()
-            if cfg.conflict_policy == "drop":
-                code[keep[in_conf]] = _CODE["same_epoch_conflict"]
-            else:
-                code[keep[in_conf & ~first]] = _CODE["same_epoch_conflict"]
-                if cfg.conflict_policy == "mean":
-                    w = 1.0 / sub["e"].to_numpy() ** 2
-                    sw = np.bincount(gid, weights=w)
-                    swm = np.bincount(gid, weights=w * sub["m"].to_numpy())
-                    rows = keep[in_conf & first]
-                    g = gid[in_conf & first]
-                    mag[rows] = swm[g] / sw[g]
-                    err[rows] = 1.0 / np.sqrt(sw[g])
+
+def clean_codes(oc: np.ndarray, ocats: np.ndarray, bc: np.ndarray, bcats: np.ndarray,
+                t: np.ndarray, mag: np.ndarray, err: np.ndarray,
+                config: CleaningConfig | None = None) -> CleanResult:
+    """:func:`clean_frame` on columns: object and band as integer codes into their categories.
+
+    Work is proportional to the rows, in compiled passes (:mod:`pipeline._clean_impl`):
+    the row rules and an order check in one pass; rows already in (object, band, t) order
+    (as most survey exports and every lcpipe output are) are not sorted again, shuffled
+    rows are grouped by a counting sort on the object and sorted by band and time within
+    each object; duplicates and same-epoch conflicts are runs of equal (object, band, t),
+    and only the rows of such runs (rare) go through the conflict policy.
+
+    Parameters
+    ----------
+    oc, bc : ndarray of int, shape (n,)
+        Codes into ``ocats`` / ``bcats``; -1 for a missing value.
+    ocats, bcats : ndarray of str
+        Unique object ids and band names.
+    t, mag, err : ndarray of float64, shape (n,)
+        Times MJD [days], magnitudes and 1-sigma errors [mag], in input order.
+    config : CleaningConfig, optional
+
+    Returns
+    -------
+    CleanResult
+        With ``series`` (the clean rows as series with offsets) and a ``frame`` built
+        from them on first access.
+    """
+    from . import _clean_impl as impl
+
+    cfg = config or CleaningConfig()
+    n = len(t)
+    oc = np.ascontiguousarray(oc, dtype=np.int64)
+    bc = np.ascontiguousarray(bc, dtype=np.int64)
+    ocats = np.asarray(ocats, dtype=object).astype(str)
+    bcats = np.asarray(bcats, dtype=object).astype(str)
+    t = np.ascontiguousarray(t, dtype=np.float64)
+    mag = np.ascontiguousarray(mag, dtype=np.float64)
+    err = np.ascontiguousarray(err, dtype=np.float64)
+    code = np.empty(n, dtype=np.int16)
+    orank, brank = _ranks(ocats), _ranks(bcats)
+    reasons = np.array([_CODE[r] for r in ROW_REASONS[:7]], dtype=np.int16)
+    n_kept, in_order = impl.scan_rows(oc, bc, t, mag, err, orank, brank, float(cfg.t_min),
+                                      float(cfg.t_max), reasons, code)
+    rows = (impl.kept_rows(code, n_kept) if in_order
+            else impl.sort_rows(code, n_kept, oc, bc, t, orank, brank))
+    same, conflicts = impl.same_epoch(rows, oc, bc, t)
+    if conflicts:
+        mag, err = mag.copy(), err.copy()  # merged epochs are written in place
+        _resolve_epochs(rows, same, oc, bc, t, mag, err, code, cfg.conflict_policy)
 
     # object-level rules (per object code present in this frame)
     n_cat = len(ocats)
-    valid = oc >= 0
-    present = np.bincount(oc[valid], minlength=n_cat) > 0
+    present = np.bincount(oc[oc >= 0], minlength=n_cat) > 0
     kept = code == _KEEP
     per_obj = np.bincount(oc[kept], minlength=n_cat)
     empty = present & (per_obj == 0)
     small = present & (per_obj > 0) & (per_obj < cfg.min_points)
     if small.any():
-        code[kept & small[np.maximum(oc, 0)] & valid] = _CODE["too_few_points"]
+        code[kept & small[np.maximum(oc, 0)]] = _CODE["too_few_points"]
     obj_reason = {"no_valid_rows": int(empty.sum()), "too_few_points": int(small.sum())}
 
     counts = CleaningCounts(rows_in=n, objects_in=int(present.sum()))
@@ -255,29 +333,72 @@ def clean_frame(df: pd.DataFrame, config: CleaningConfig | None = None) -> Clean
         "too_few_points"]
     assert counts.balanced, counts
 
-    # sort kept rows by object_id, band (string order), t
-    orank = np.empty(n_cat, dtype=np.int64)
-    orank[np.argsort(ocats, kind="stable")] = np.arange(n_cat)
-    brank = np.empty(len(bcats), dtype=np.int64)
-    brank[np.argsort(bcats, kind="stable")] = np.arange(len(bcats))
-    rows = np.flatnonzero(out_mask)
-    order = rows[np.lexsort((t[rows], brank[bc[rows]], orank[oc[rows]]))]
-    used_o = np.unique(oc[order])
-    used_b = np.unique(bc[order])
-    o_sorted = used_o[np.argsort(orank[used_o], kind="stable")]
-    b_sorted = used_b[np.argsort(brank[used_b], kind="stable")]
-    o_new = np.full(n_cat, -1, dtype=np.int64)
-    o_new[o_sorted] = np.arange(len(o_sorted))
-    b_new = np.full(len(bcats), -1, dtype=np.int64)
-    b_new[b_sorted] = np.arange(len(b_sorted))
-    clean = pd.DataFrame({
-        "object_id": pd.Categorical.from_codes(o_new[oc[order]],
-                                               categories=pd.Index(ocats[o_sorted], dtype=object)),
-        "band": pd.Categorical.from_codes(b_new[bc[order]],
-                                          categories=pd.Index(bcats[b_sorted], dtype=object)),
-        "t": t[order], "mag": mag[order], "mag_err": err[order]}, columns=list(COLUMNS))
+    # the kept rows, in (object, band, t) order, as series
+    if counts.rows_out < len(rows):
+        rows = rows[out_mask[rows]]
+    identity = in_order and len(rows) == n  # nothing removed, nothing moved: no copy
+    starts = impl.series_starts(oc, bc, rows)
+    first = rows[starts[:-1]]
+    series = CleanSeries(
+        object_id=ocats[oc[first]], band=bcats[bc[first]], offsets=starts,
+        t=t if identity else t[rows], mag=mag if identity else mag[rows],
+        mag_err=err if identity else err[rows])
+    return CleanResult(series=series, counts=counts,
+                       quarantine=_quarantine(oc, bc, code, ocats, bcats, empty))
 
-    rej = np.flatnonzero(~out_mask)
+
+def _resolve_epochs(keep: np.ndarray, same: np.ndarray, oc: np.ndarray, bc: np.ndarray,
+                    t: np.ndarray, mag: np.ndarray, err: np.ndarray, code: np.ndarray,
+                    policy: str) -> None:
+    """Exact duplicates and same-epoch conflicts among rows ``keep`` (in epoch order).
+
+    ``same[i]`` tells that ``keep[i + 1]`` has the epoch of ``keep[i]``. Only the rows of
+    epochs with two or more rows are looked at, in input order: an exact duplicate
+    repeats an earlier row; the first remaining row of a conflicting epoch is kept (with
+    the inverse-variance weighted mean and its error under ``mean``), the others are
+    merged away (``mean``, ``first``) or every row is dropped (``drop``). ``mag``, ``err``
+    and ``code`` are updated in place.
+    """
+    starts = np.flatnonzero(np.r_[True, ~same])
+    sizes = np.diff(np.r_[starts, len(keep)])
+    multi = sizes > 1
+    epoch = np.repeat(np.arange(len(starts)), sizes)
+    rows = keep[multi[epoch]]
+    gid_all = epoch[multi[epoch]]
+    by_input = np.argsort(rows, kind="stable")
+    rows, gid_all = rows[by_input], gid_all[by_input]
+    # exact duplicates: same epoch, same mag and mag_err as an earlier row
+    sub = pd.DataFrame({"g": gid_all, "m": mag[rows], "e": err[rows]})
+    dup = sub.duplicated(keep="first").to_numpy()
+    code[rows[dup]] = _CODE["exact_duplicate"]
+    rows, gid = rows[~dup], gid_all[~dup]
+    _, gid = np.unique(gid, return_inverse=True)
+    gid = gid.reshape(-1)
+    size = np.bincount(gid)
+    in_conf = size[gid] > 1
+    if not in_conf.any():
+        return
+    first = np.zeros(len(gid), dtype=bool)
+    first[np.unique(gid, return_index=True)[1]] = True
+    if policy == "drop":
+        code[rows[in_conf]] = _CODE["same_epoch_conflict"]
+        return
+    code[rows[in_conf & ~first]] = _CODE["same_epoch_conflict"]
+    if policy == "mean":
+        w = 1.0 / err[rows] ** 2
+        sw = np.bincount(gid, weights=w)
+        swm = np.bincount(gid, weights=w * mag[rows])
+        sel = in_conf & first
+        g = gid[sel]
+        mag[rows[sel]] = swm[g] / sw[g]
+        err[rows[sel]] = 1.0 / np.sqrt(sw[g])
+
+
+def _quarantine(oc: np.ndarray, bc: np.ndarray, code: np.ndarray, ocats: np.ndarray,
+                bcats: np.ndarray, empty: np.ndarray) -> pd.DataFrame:
+    """One row per (object_id, band, reason) of the removed rows, plus empty objects."""
+    reason_names = ROW_REASONS + OBJECT_REASONS
+    rej = np.flatnonzero(code != _KEEP)
     q = pd.DataFrame({"o": oc[rej], "b": bc[rej], "r": code[rej]})
     q = q.groupby(["o", "b", "r"], sort=False).size().rename("n_rows").reset_index()
     ocats_na = np.append(ocats, None).astype(object)  # code -1 -> None
@@ -294,7 +415,7 @@ def clean_frame(df: pd.DataFrame, config: CleaningConfig | None = None) -> Clean
     quarantine = quarantine.sort_values(["object_id", "reason"], kind="stable",
                                         ignore_index=True)
     quarantine["n_rows"] = quarantine["n_rows"].astype(np.int64)
-    return CleanResult(frame=clean, quarantine=quarantine, counts=counts)
+    return quarantine
 
 
 LIGHTCURVE_SCHEMA = pa.schema([
@@ -355,10 +476,9 @@ def validate_file(
     """
     cfg = config or CleaningConfig()
     out = Path(outdir)
-    frame = read_table(path, cmap)
-    res = clean_frame(frame, cfg)
+    res = clean_frame(read_table(path, cmap), cfg)
     write_parquet_atomic(
-        frame_to_arrow(res.frame),
+        series_to_arrow(res.series) if res.series is not None else frame_to_arrow(res.frame),
         out / "lightcurves.parquet",
         metadata={"lcpipe.validate": {"version": __version__, "config": asdict(cfg)}},
     )
