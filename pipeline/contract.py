@@ -304,7 +304,7 @@ def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
                 u.codes, categories=pd.Index(np.asarray(u.categories, dtype=object), dtype=object))
         else:
             out[col] = np.concatenate([f[col].to_numpy() for f in frames])
-    return pd.DataFrame(out, columns=list(COLUMNS))
+    return pd.DataFrame(out, columns=list(COLUMNS), copy=False)
 
 
 def read_table(path: str | os.PathLike[str], cmap: ColumnMap | None = None) -> pd.DataFrame:
@@ -393,8 +393,7 @@ def iter_object_chunks(
         one object found in two separate blocks.
     """
     cmap = cmap or ColumnMap()
-    dset = open_dataset(path)
-    cols = cmap.resolve(dset.schema.names, path)
+    dset, cols = _open_columns(path, cmap)
     wanted = sorted({c for c in cols.values() if c is not None})
     seen: set[str] = set()
     pending: list[pd.DataFrame] = []
@@ -452,7 +451,8 @@ def _record_batches(dset: ds.Dataset, columns: list[str], batch_size: int
                 f, convert_options=pacsv.ConvertOptions(include_columns=columns))
             yield from reader
         else:
-            pf = pq.ParquetFile(f, pre_buffer=False)
+            pf = pq.ParquetFile(f, pre_buffer=False,
+                                read_dictionary=fmt.read_options.dictionary_columns or None)
             yield from pf.iter_batches(batch_size=batch_size, columns=columns)
 
 

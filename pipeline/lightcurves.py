@@ -16,7 +16,7 @@ import pandas as pd
 
 from .contract import ColumnMap, iter_object_chunks, read_table
 from .errors import InputError
-from .validate import CleaningConfig, CleaningCounts, clean_frame
+from .validate import CleaningConfig, CleaningCounts, CleanSeries, clean_frame
 
 __all__ = ["LightCurves", "iter_lightcurves", "read_lightcurves"]
 
@@ -89,6 +89,14 @@ class LightCurves:
             mag_err=np.ascontiguousarray(frame["mag_err"].to_numpy(dtype=np.float64)),
         )
 
+    @classmethod
+    def from_series(cls, series: CleanSeries) -> LightCurves:
+        """The clean series of :func:`pipeline.validate.clean_codes`, without re-grouping."""
+        return cls(object_id=np.asarray(series.object_id, dtype=object),
+                   band=np.asarray(series.band, dtype=object),
+                   offsets=np.asarray(series.offsets, dtype=np.int64), t=series.t,
+                   mag=series.mag, mag_err=series.mag_err)
+
     def __len__(self) -> int:
         return len(self.object_id)
 
@@ -142,8 +150,9 @@ def iter_lightcurves(
             res = clean_frame(frame, config)
             if counts is not None:
                 counts += res.counts
-            frame = res.frame
-        yield LightCurves.from_frame(frame, source=path)
+            yield LightCurves.from_series(res.series)
+        else:
+            yield LightCurves.from_frame(frame, source=path)
 
 
 def read_lightcurves(
@@ -167,7 +176,7 @@ def read_lightcurves(
     """
     frame = read_table(path, cmap)
     if clean:
-        frame = clean_frame(frame, config).frame
+        return LightCurves.from_series(clean_frame(frame, config).series)
     else:
         frame = frame.sort_values(["object_id", "band", "t"], kind="stable", ignore_index=True)
     return LightCurves.from_frame(frame, source=path)
