@@ -367,8 +367,9 @@ def dmdt_file(
 
     The input is cleaned chunk by chunk with the rules of :mod:`pipeline.validate`
     (counts reported in the returned summary and the file metadata), so raw
-    exports work as well as ``lcpipe validate`` output; it must be grouped by
-    object_id. Memory stays bounded by ``chunk_rows``.
+    exports work as well as ``lcpipe validate`` output, in any row order (input not
+    grouped by object is partitioned first, in a hidden temporary folder beside
+    ``out``: :mod:`pipeline.partition`). Memory stays bounded by ``chunk_rows``.
 
     Parameters
     ----------
@@ -410,7 +411,7 @@ def dmdt_file(
     meta = probe.meta
     with ParquetStreamWriter(out, schema, metadata={METADATA_KEY: meta}) as writer:
         for lcs in iter_lightcurves(path, cmap, chunk_rows, clean=True, config=config,
-                                    counts=counts):
+                                    counts=counts, workdir=Path(out).parent):
             img = compute_dmdt(lcs, grid, norm, band_list)
             writer.write(_to_table(img, schema))
             n_obj += len(img)

@@ -122,13 +122,16 @@ def iter_lightcurves(
     clean: bool = True,
     config: CleaningConfig | None = None,
     counts: CleaningCounts | None = None,
+    workdir: str | os.PathLike[str] | None = None,
 ) -> Iterator[LightCurves]:
     """Stream a light-curve table as :class:`LightCurves` batches of whole objects.
 
     Parameters
     ----------
     path : path-like
-        Input table, grouped by object_id (see :func:`pipeline.contract.iter_object_chunks`).
+        Input table. With ``clean=True`` any row order (input not grouped by object is
+        partitioned first, :mod:`pipeline.partition`); with ``clean=False`` it must be
+        clean and grouped by object_id.
     cmap : ColumnMap, optional
         Column mapping.
     chunk_rows : int, default 1_000_000
@@ -140,12 +143,19 @@ def iter_lightcurves(
         Cleaning settings (``clean=True`` only).
     counts : CleaningCounts, optional
         If given, the counts of every batch are added to it (``clean=True`` only).
+    workdir : path-like, optional
+        Scratch folder for input that is not grouped by object
+        (:func:`pipeline.partition.iter_whole_objects`).
 
     Yields
     ------
     LightCurves
     """
-    for frame in iter_object_chunks(path, cmap, chunk_rows):
+    from .partition import iter_whole_objects
+
+    frames = (iter_whole_objects(path, cmap, chunk_rows, workdir) if clean
+              else iter_object_chunks(path, cmap, chunk_rows))
+    for frame in frames:
         if clean:
             res = clean_frame(frame, config)
             if counts is not None:
