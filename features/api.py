@@ -337,7 +337,8 @@ def extract_features_file(
     ex = _extractor_for(config)
     counts = CleaningCounts() if clean else None
     chunks = iter_lightcurves(in_path, cmap, chunk_rows=chunk_rows, clean=clean,
-                              config=cleaning if clean else None, counts=counts)
+                              config=cleaning if clean else None, counts=counts,
+                              workdir=Path(out_path).parent)
     results = list(_iter_chunk_results(chunks, config, n_jobs))
     frame, meta = _assemble(results, ex.names, ex.units, bands, _min_points(ex), config)
     seconds = time.perf_counter() - t0

@@ -8,8 +8,9 @@ instead of failing the run, cleans the rows with the rules of
 objects, each sorted by object, band and time. Input grouped by object (each
 object's rows contiguous, in one file) is streamed: memory is bounded by a
 block of rows and a chunk, whatever the input size. Otherwise (rows of an
-object scattered, or an object in several files) the input is read whole and
-cleaned at once.
+object scattered, or an object in several files) the rows are first split by
+object into temporary partitions (:mod:`pipeline.partition`), each cleaned
+whole: memory is bounded by a partition.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ def ingest(
 
         shutil.rmtree(out / "chunks", ignore_errors=True)
         writer = _ChunkWriter(out / "chunks", int(chunk_size))
-        counts, quarantine, failed = _ingest_in_memory(files, cmap, config, writer)
+        counts, quarantine, failed = _ingest_partitioned(files, cmap, config, writer, out)
     writer.flush(final=True)
     if failed and len(failed) == len(files):
         raise InputError(path, f"no input file could be read (first: {failed[0]['file']}: "
@@ -239,25 +240,60 @@ def _ingest_streaming(files: list[Path], cmap: ColumnMap | None, config: Cleanin
     return counts, quarantine, failed
 
 
-def _ingest_in_memory(files: list[Path], cmap: ColumnMap | None, config: CleaningConfig | None,
-                      writer: _ChunkWriter) -> tuple[Any, list[pd.DataFrame], list[dict]]:
-    """All files at once (input not grouped by object, or objects spanning files)."""
-    frames: list[pd.DataFrame] = []
-    failed: list[dict[str, str]] = []
+def _ingest_partitioned(files: list[Path], cmap: ColumnMap | None,
+                        config: CleaningConfig | None, writer: _ChunkWriter, out: Path
+                        ) -> tuple[Any, list[pd.DataFrame], list[dict]]:
+    """Input not grouped (rows of an object scattered, or an object in several files).
+
+    Each readable file's rows are split by the same object-id ranges
+    (:func:`pipeline.partition.partition_rows`, one piece per file and partition, in a
+    hidden temporary folder of ``out``); then each partition, all rows of its objects,
+    is cleaned whole, in id order. Memory is bounded by a partition (~``_STREAM_ROWS`` rows); a file
+    that cannot be read is quarantined without any of its rows.
+    """
+    import shutil
+    import tempfile
+
+    from .contract import concat_frames
+    from .partition import id_counts, partition_rows, range_bounds
+    from .validate import CleaningCounts
+
+    counts, quarantine, failed = CleaningCounts(), [], []
+    rows: dict[str, int] = {}
+    readable = []
     for f in files:
         try:
-            frames.append(read_table(f, cmap))
+            id_counts(f, cmap, into=rows)
+            readable.append(f)
         except InputError as exc:
             failed.append({"file": str(f), "problem": exc.problem})
-    if not frames:
-        from .validate import CleaningCounts
-
-        return CleaningCounts(), [], failed
-    frame = frames[0] if len(frames) == 1 else pd.concat(
-        [fr.astype({"object_id": str, "band": str}) for fr in frames], ignore_index=True)
-    res = clean_frame(frame, config)
-    writer.add(res.frame)
-    return res.counts, [res.quarantine], failed
+    bounds = range_bounds(rows, _STREAM_ROWS)
+    pieces: dict[str, list[Path]] = {}
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".lcpipe-partitions-", dir=out) as tmp:
+        for j, f in enumerate(readable):
+            fdir = Path(tmp) / f"file-{j:05d}"
+            fdir.mkdir()
+            try:
+                parts = partition_rows(f, fdir, cmap, bounds=bounds)
+            except InputError as exc:
+                shutil.rmtree(fdir)
+                failed.append({"file": str(f), "problem": exc.problem})
+                continue
+            for p in parts:
+                pieces.setdefault(p.name, []).append(p)
+        for name in sorted(pieces):
+            try:
+                frame = concat_frames([read_table(p, cmap) for p in pieces[name]])
+            except InputError as exc:  # a file readable in batches but not as a table
+                raise InputError(pieces[name][0], f"partition unreadable: {exc}") from exc
+            res = clean_frame(frame, config)
+            counts += res.counts
+            quarantine.append(res.quarantine)
+            writer.add(res.frame)
+            for p in pieces[name]:
+                p.unlink()
+    return counts, quarantine, failed
 
 
 def read_chunk_objects(chunk: str | os.PathLike[str]) -> list[str]:

@@ -245,11 +245,12 @@ def _categorical(arr: pa.ChunkedArray | pa.Array,
     if rename:
         cats = [rename.get(c, rename.get(str(c), c)) for c in cats]
     cats = [str(c) for c in cats]
-    # renaming may map two raw values onto one name: re-factorise the dictionary
-    uniq, remap = np.unique(np.asarray(cats, dtype=object), return_inverse=True)
-    if len(uniq) != len(cats):
-        codes = np.where(codes >= 0, remap.reshape(-1)[np.maximum(codes, 0)], -1)
-        cats = list(uniq)
+    if rename or dictionary.null_count:
+        # renaming may map two raw values onto one name: re-factorise the dictionary
+        uniq, remap = np.unique(np.asarray(cats, dtype=object), return_inverse=True)
+        if len(uniq) != len(cats):
+            codes = np.where(codes >= 0, remap.reshape(-1)[np.maximum(codes, 0)], -1)
+            cats = list(uniq)
     return pd.Categorical.from_codes(codes, categories=pd.Index(cats, dtype=object))
 
 
@@ -422,7 +423,9 @@ def iter_object_chunks(
                 else:
                     head, tail = block, block.iloc[:0]
                 _check_grouped(head, seen, path)
-                pending = [tail.reset_index(drop=True)] if len(tail) else []
+                # the tail's categories shrink to its own values: carried over unpruned,
+                # the union of categories would grow with every block (quadratic time)
+                pending = [_pruned(tail.reset_index(drop=True))] if len(tail) else []
                 pending_rows = len(tail)
                 yield head.reset_index(drop=True)
     except (pa.ArrowException, OSError) as exc:
@@ -433,6 +436,12 @@ def iter_object_chunks(
         yield block
     if total == 0:
         raise InputError(path, "empty table: no rows")
+
+
+def _pruned(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with the unused categories of object_id and band removed."""
+    return frame.assign(object_id=frame["object_id"].cat.remove_unused_categories(),
+                        band=frame["band"].cat.remove_unused_categories())
 
 
 def _record_batches(dset: ds.Dataset, columns: list[str], batch_size: int

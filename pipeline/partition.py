@@ -3,10 +3,11 @@
 Cleaning needs all rows of an object together. Input grouped by object (each object's
 rows contiguous, in one file: survey exports, lcpipe's own outputs) is streamed block by
 block (:func:`pipeline.contract.iter_object_chunks`). Other input (rows shuffled, an
-object spread over files) is first split by a stable hash of the object id into
-temporary partition files of about ``chunk_rows`` rows each, every object in exactly one
-partition, then each partition is read whole: memory is bounded by a partition, not the
-input. :func:`is_grouped` decides, from the object-id column alone.
+object spread over files) is split into temporary partition files of about
+``chunk_rows`` rows each by ranges of object id (in string order, planned from a first
+pass over the id column), every object in exactly one partition; each partition is then
+read whole, in order: memory is bounded by a partition, not the input, and the objects
+come out sorted. :func:`is_grouped` decides, from the object-id column alone.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,13 +22,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from .contract import ColumnMap, _open_columns, _record_batches, iter_object_chunks, read_table
 from .errors import InputError
 
-__all__ = ["is_grouped", "partition_rows", "iter_whole_objects"]
+__all__ = ["is_grouped", "id_counts", "range_bounds", "partition_rows",
+           "iter_whole_objects"]
 
 _BATCH = 1 << 18
 _FLUSH_ROWS = 1 << 16  # rows buffered per partition before they are written
@@ -74,31 +74,71 @@ def is_grouped(path: str | os.PathLike[str], cmap: ColumnMap | None = None) -> b
     return True
 
 
-def _partition_of(values: list, n_parts: int) -> np.ndarray:
-    """Stable partition of each id value (CRC-32 of its text; the same in every process)."""
-    return np.array([zlib.crc32(str(v).encode()) % n_parts for v in values], dtype=np.int64)
-
-
-def partition_rows(path: str | os.PathLike[str], workdir: str | os.PathLike[str],
-                   cmap: ColumnMap | None = None, chunk_rows: int = 1_000_000) -> list[Path]:
-    """Split the rows of ``path`` by object into Parquet partitions under ``workdir``.
-
-    Returns
-    -------
-    list of Path
-        Partition files (source column names and types), each holding every row of
-        its objects, in input order; about ``chunk_rows`` rows each. Rows with a null
-        object id go to the first partition (cleaning drops and counts them).
-    """
+def id_counts(path: str | os.PathLike[str], cmap: ColumnMap | None = None,
+              into: dict[str, int] | None = None) -> dict[str, int]:
+    """Rows per object id (as text) of ``path``, added to ``into``; reads only the id column."""
     cmap = cmap or ColumnMap()
     dset, cols = _open_columns(path, cmap)
     col = cols["object_id"]
     assert col is not None
+    out = {} if into is None else into
+    try:
+        for rb in _record_batches(dset, [col], _BATCH):
+            codes, values = _id_codes(rb, col)
+            n = np.bincount(codes[codes >= 0], minlength=len(values))
+            for v, k in zip(values, n.tolist(), strict=True):
+                if k and v is not None:
+                    key = str(v)
+                    out[key] = out.get(key, 0) + k
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(path, f"cannot read: {exc}") from exc
+    return out
+
+
+def range_bounds(counts: dict[str, int], chunk_rows: int) -> np.ndarray:
+    """First object id of each partition but the first: ranges of ~``chunk_rows`` rows.
+
+    Objects are never split: a partition ends after the object that reaches the size.
+    """
+    if not counts:
+        return np.array([], dtype=str)
+    ids = np.array(sorted(counts), dtype=str)
+    rows = np.cumsum(np.array([counts[i] for i in ids], dtype=np.int64))
+    starts, next_cut = [], int(chunk_rows)
+    for k in range(len(ids) - 1):
+        if rows[k] >= next_cut:
+            starts.append(k + 1)
+            next_cut = int(rows[k]) + int(chunk_rows)
+    return ids[starts]
+
+
+def partition_rows(path: str | os.PathLike[str], workdir: str | os.PathLike[str],
+                   cmap: ColumnMap | None = None, chunk_rows: int = 1_000_000,
+                   bounds: np.ndarray | None = None) -> list[Path]:
+    """Split the rows of ``path`` by object-id range into Parquet partitions under ``workdir``.
+
+    Parameters
+    ----------
+    bounds : ndarray of str, optional
+        :func:`range_bounds` (default: planned from ``path`` alone for ~``chunk_rows``
+        rows a partition). Several files split with the same bounds put an object's
+        rows in partitions of the same name.
+
+    Returns
+    -------
+    list of Path
+        Partition files ``part-NNNNN.parquet`` (source column names and types) in id
+        order, each holding every row of its objects, in input order. Rows with a null
+        object id go to the first partition (cleaning drops and counts them).
+    """
+    cmap = cmap or ColumnMap()
+    if bounds is None:
+        bounds = range_bounds(id_counts(path, cmap), chunk_rows)
+    dset, cols = _open_columns(path, cmap)
+    col = cols["object_id"]
+    assert col is not None
     wanted = sorted({c for c in cols.values() if c is not None})
-    n_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in dset.files) if isinstance(
-        dset.format, ds.ParquetFileFormat) else sum(
-        os.path.getsize(f) for f in dset.files) // 40  # CSV: ~40 bytes a row
-    n_parts = max(1, -(-int(n_rows) // max(1, int(chunk_rows))))
+    n_parts = len(bounds) + 1
     out = [Path(workdir) / f"part-{i:05d}.parquet" for i in range(n_parts)]
     writers: dict[int, pq.ParquetWriter] = {}
     buffers: dict[int, list[pa.Table]] = {i: [] for i in range(n_parts)}
@@ -131,11 +171,14 @@ def partition_rows(path: str | os.PathLike[str], workdir: str | os.PathLike[str]
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                     raise InputError(path, f"files with different column types: {exc}") from exc
             codes, values = _id_codes(table, col)
-            part = np.append(_partition_of(values, n_parts), 0)[codes]  # code -1 -> part 0
+            text = np.array([str(v) for v in values], dtype=str)
+            where = np.searchsorted(bounds, text, side="right") if len(text) else np.zeros(
+                0, dtype=np.int64)
+            part = np.append(where, 0)[codes]  # code -1 (null id) -> part 0
             order = np.argsort(part, kind="stable")
-            bounds = np.searchsorted(part[order], np.arange(n_parts + 1))
+            cuts = np.searchsorted(part[order], np.arange(n_parts + 1))
             for i in range(n_parts):
-                a, b = bounds[i], bounds[i + 1]
+                a, b = cuts[i], cuts[i + 1]
                 if b > a:
                     buffers[i].append(table.take(order[a:b]))
                     buffered[i] += b - a
