@@ -259,9 +259,36 @@ def _process_pool(n_jobs: int) -> Any:
     with _POOLS_LOCK:
         pool = _POOLS.get(n_jobs)
         if pool is None or getattr(pool, "_broken", False):
-            pool = ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("spawn"))
+            pool = ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("spawn"),
+                                       initializer=_watch_parent, initargs=(os.getpid(),))
             _POOLS[n_jobs] = pool
         return pool
+
+
+def _watch_parent(parent: int) -> None:
+    """Worker initializer: exit when the parent process is gone (even after a SIGKILL)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="lcpipe-parent-watch", daemon=True).start()
+
+
+def shutdown_pools() -> None:
+    """Stop the shared worker processes now (interrupted run): queued work is dropped."""
+    with _POOLS_LOCK:
+        pools = list(_POOLS.values())
+        _POOLS.clear()
+    for pool in pools:
+        procs = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in procs:
+            proc.join(timeout=5)
 
 
 def _iter_chunk_results(chunks: Iterable[Any], config: PeriodSearchConfig | None,

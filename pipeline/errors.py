@@ -6,7 +6,7 @@ code 2; anything else is a bug and shows a traceback.
 
 from __future__ import annotations
 
-__all__ = ["LcpipeError", "InputError", "ConfigError"]
+__all__ = ["LcpipeError", "InputError", "OutputError", "ConfigError"]
 
 
 class LcpipeError(Exception):
@@ -34,6 +34,10 @@ class InputError(LcpipeError):
             f"{self.source}: object {self.object_id}"
         )
         super().__init__(f"{where}: {problem}")
+
+
+class OutputError(InputError):
+    """An output path that cannot or must not be written (an input, a folder, no permission)."""
 
 
 class ConfigError(LcpipeError):

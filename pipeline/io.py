@@ -18,7 +18,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .errors import OutputError
+
 __all__ = [
+    "protect_inputs",
+    "check_output",
     "atomic_path",
     "write_parquet_atomic",
     "write_json_atomic",
@@ -42,8 +46,15 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         Temporary file name to write to. It is removed if the block raises.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    check_output(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(final, f"cannot create its folder: {exc.strerror or exc}") from exc
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    except OSError as exc:
+        raise OutputError(final, f"cannot write there: {exc.strerror or exc}") from exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -54,6 +65,51 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+#: (device, inode) of the files the running command reads: never written over
+_PROTECTED: dict[tuple[int, int], str] = {}
+
+
+@contextlib.contextmanager
+def protect_inputs(paths: list[str | os.PathLike[str]]) -> Iterator[None]:
+    """Inside, :func:`atomic_path` refuses to write over any of a command's inputs.
+
+    Files are identified by device and inode, so a symbolic or hard link to an input is
+    refused too; a folder protects every file in it.
+    """
+    added = []
+    for p in map(Path, paths):
+        try:
+            files = [p] if not p.is_dir() else [f for f in p.rglob("*") if f.is_file()]
+            for f in files:
+                st = f.stat()
+                key = (st.st_dev, st.st_ino)
+                if key not in _PROTECTED:
+                    _PROTECTED[key] = str(p)
+                    added.append(key)
+        except OSError:
+            continue  # missing or unreadable: the command reports it when it reads
+    try:
+        yield
+    finally:
+        for key in added:
+            _PROTECTED.pop(key, None)
+
+
+def check_output(path: str | os.PathLike[str]) -> None:
+    """Raise OutputError if ``path`` is an existing folder or one of the protected inputs."""
+    final = Path(path)
+    if final.is_dir():
+        raise OutputError(final, "is an existing folder: give a file name")
+    try:
+        st = final.stat()
+    except OSError:
+        return
+    owner = _PROTECTED.get((st.st_dev, st.st_ino))
+    if owner is not None:
+        raise OutputError(final, f"is an input of this command ({owner}): writing it would "
+                          "destroy it; choose another output")
 
 
 def _umask() -> int:

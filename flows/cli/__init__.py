@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import threading
 from collections.abc import Sequence
 
 __all__ = ["main", "COMMANDS"]
@@ -36,6 +37,9 @@ COMMANDS: dict[str, str] = {
     "reprocess": ".reprocess",
 }
 
+
+#: Arguments that name a command's inputs (files or folders it reads, never writes).
+INPUT_ARGS = ("input", "data", "labels", "model", "features", "survey")
 
 #: Commands that run a flow (and need a Prefect API).
 FLOW_COMMANDS = frozenset({"train", "classify", "reprocess", "demo"})
@@ -95,16 +99,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "debug", False):  # TensorFlow's C++ log too (off by default)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
 
+    import signal
+
+    from pipeline.io import protect_inputs
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM unwinds like Ctrl-C: temporary files are removed, workers stopped
+        previous = signal.signal(signal.SIGTERM, _terminate)
+
+    inputs = [v for k in INPUT_ARGS if isinstance(v := getattr(args, k, None), str)]
     try:
-        return int(args._run(args) or 0)
+        with protect_inputs(inputs):  # no output may be written over an input
+            return int(args._run(args) or 0)
     except LcpipeError as exc:
         if getattr(args, "debug", False):
             raise
         print(f"lcpipe {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"lcpipe {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except OSError as exc:  # a path the system refuses: one line naming it
+        if getattr(args, "debug", False):
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"lcpipe {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM through _terminate
+        _stop_workers()
+        term = isinstance(exc, _Terminated)
+        print(f"lcpipe {args.command}: {'terminated' if term else 'interrupted'}",
+              file=sys.stderr)
+        return 143 if term else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that cleanup runs as for Ctrl-C."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
+def _stop_workers() -> None:
+    """Stop the feature worker processes of an interrupted run (if any were started)."""
+    api = sys.modules.get("features.api")
+    if api is not None:
+        api.shutdown_pools()
 
 
 if __name__ == "__main__":  # pragma: no cover
