@@ -679,6 +679,7 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
             The directory.
         """
         from pipeline._version import __version__
+        from pipeline.hashing import file_hash
         from pipeline.io import write_json_atomic
 
         check_is_fitted(self, "model_")
@@ -689,10 +690,14 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
         try:
             tmp = tmpdir / _MODEL_FILE
             self.model_.save(tmp)
+            model_hash = file_hash(tmp)
             os.replace(tmp, d / _MODEL_FILE)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
         meta = {
+            # ties the metadata to these weights: a save killed between the two files
+            # leaves a pair that load_cnn refuses instead of mixing them
+            "model_sha256": model_hash,
             "format": _FORMAT,
             "classes": [str(c) for c in self.classes_],
             "params": self.get_params(),
@@ -739,16 +744,43 @@ def load_cnn(directory: str | os.PathLike[str]) -> DmDtCNN:
         meta = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(meta_path, f"cannot read model metadata: {exc}") from exc
-    if meta.get("format") != _FORMAT:
-        raise InputError(meta_path, f"unknown model format {meta.get('format')!r} "
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        raise InputError(meta_path, f"unknown model format "
+                         f"{meta.get('format') if isinstance(meta, dict) else None!r} "
                          f"(expected {_FORMAT!r})")
+    missing = [k for k in ("classes", "params", "input_shape") if k not in meta]
+    if missing:
+        raise InputError(meta_path, f"model metadata lacks {', '.join(missing)}")
+    classes = meta["classes"]
+    if (not isinstance(classes, list) or not classes
+            or len({str(c) for c in classes}) != len(classes)):
+        raise InputError(meta_path, "model metadata: 'classes' must be a list of distinct "
+                         "class names")
+    if "model_sha256" in meta:
+        from pipeline.hashing import file_hash
+
+        if file_hash(model_path) != meta["model_sha256"]:
+            raise InputError(d, f"{_MODEL_FILE} is not the network {_META_FILE} describes "
+                             "(an interrupted save, or files mixed from two models): "
+                             "retrain, or restore the folder")
+    try:
+        est = DmDtCNN(**meta["params"])
+    except TypeError as exc:
+        raise InputError(meta_path, f"model metadata has unknown parameters: {exc}") from exc
     keras = _keras()
     try:
         model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
     except Exception as exc:  # keras raises many types for corrupt archives
-        raise InputError(model_path, f"cannot load Keras model: {exc}") from exc
-    est = DmDtCNN(**meta["params"])
-    est.classes_ = np.asarray(meta["classes"])
+        text = str(exc)
+        why = ("it asks to run code when loaded (refused: lcpipe loads plain models only)"
+               if "safe_mode" in text or "unsafe" in text.lower() else
+               text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__)
+        raise InputError(model_path, f"cannot load the Keras model: {why}") from exc
+    n_out = int(model.output_shape[-1])
+    if n_out != len(classes):
+        raise InputError(meta_path, f"the network has {n_out} outputs but the metadata "
+                         f"names {len(classes)} classes")
+    est.classes_ = np.asarray(classes)
     est.model_ = model
     est.input_shape_ = tuple(meta["input_shape"])
     est.input_meta_ = meta.get("input_meta", {})

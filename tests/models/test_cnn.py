@@ -6,6 +6,7 @@ Tiny seeded data, a few epochs each, TensorFlow backend on CPU; no GPU needed.
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -263,6 +264,48 @@ def test_save_load_identical_and_meta_checked(planted_model, tmp_path):
         loaded.check_input_meta({"norm": "other"})
     with pytest.raises(InputError, match="shape"):
         loaded.predict(X[:, :20])
+
+
+def test_lying_model_folders_are_refused_in_one_line(planted_model, tmp_path):
+    """Metadata that does not match its network: weights of another save (an interrupted
+    save), a class count unlike the outputs, duplicate or missing classes, unknown
+    parameters, a truncated archive. Each is an InputError of one line naming the file."""
+    clf, X, _ = planted_model
+    good = clf.save(tmp_path / "good")
+    other = DmDtCNN(arch="mahabal2017", epochs=1, random_state=3).fit(X, clf.predict(X))
+    other.save(tmp_path / "other")
+
+    def variant(name, edit=None, keras_from=None, truncate=False):
+        d = tmp_path / name
+        shutil.copytree(good, d)
+        if keras_from is not None:
+            shutil.copy(keras_from / "model.keras", d / "model.keras")
+        if truncate:
+            data = (d / "model.keras").read_bytes()
+            (d / "model.keras").write_bytes(data[: len(data) // 2])
+        if edit is not None:
+            meta = json.loads((d / "model.json").read_text())
+            edit(meta)
+            (d / "model.json").write_text(json.dumps(meta))
+        return d
+
+    def no_hash(m):
+        m.pop("model_sha256")
+
+    cases = {
+        variant("mixed", keras_from=tmp_path / "other"): "interrupted save",
+        variant("three", lambda m: (no_hash(m), m.update(classes=["a", "b", "c"]))):
+            "2 outputs but the metadata names 3 classes",
+        variant("dup", lambda m: m.update(classes=["a", "a"])): "distinct class names",
+        variant("nocls", lambda m: m.pop("classes")): "lacks classes",
+        variant("param", lambda m: m["params"].update(bogus=1)): "unknown parameters",
+        variant("trunc", no_hash, truncate=True): "cannot load the Keras model",
+    }
+    for d, needle in cases.items():
+        with pytest.raises(InputError, match=needle) as info:
+            load_cnn(d)
+        assert "\n" not in str(info.value) and str(d) in str(info.value)
+    assert load_cnn(good).classes_.tolist() == ["a", "b"]
 
 
 def test_same_seed_same_model():
