@@ -126,3 +126,36 @@ def test_killed_feature_run_leaves_no_workers_and_no_half_file(work, sig):
     assert not (work / "feat.parquet").exists()
     if sig != signal.SIGKILL:  # SIGKILL may leave a hidden temporary file, never a visible one
         assert not [p for p in work.rglob(".*") if p.is_file()]
+
+
+@pytest.fixture(scope="module")
+def forest_files(tmp_path_factory) -> Path:
+    """A feature table of the bundled sample, its labels and a small forest trained on it."""
+    d = tmp_path_factory.mktemp("forest")
+    src = sample_paths()
+    shutil.copy(src["labels"], d / "labels.csv")
+    r = _run("features", str(src["lightcurves"]), "-o", "feat.parquet", "-j", "2", cwd=d)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = _run("forest", "train", "feat.parquet", "--labels", "labels.csv", "-o", "m.skops",
+             "--n-estimators", "20", cwd=d)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return d
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["forest", "predict", "m.skops", "feat.parquet", "-o", "m.skops"],
+     "is an input of this command"),
+    (["forest", "predict", "m.skops", "feat.parquet", "-o", "feat.parquet"],
+     "is an input of this command"),
+    (["forest", "train", "feat.parquet", "--labels", "labels.csv", "-o", "labels.csv"],
+     "is an input of this command"),
+    (["forest", "train", "feat.parquet", "--labels", "labels.csv", "-o", "x.skops",
+      "--n-estimators", "0"], "n_estimators"),
+])
+def test_forest_commands_refuse_in_one_line(forest_files, argv, needle):
+    """The model, the feature table and the labels survive a command that names them as
+    its output; a parameter the estimator refuses is one line, not a traceback."""
+    before = _digest(forest_files)
+    r = _run(*argv, cwd=forest_files)
+    _one_line_error(r, needle)
+    assert _digest(forest_files) == before

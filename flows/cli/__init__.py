@@ -117,6 +117,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"lcpipe {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except ValueError as exc:
+        # a parameter refused where the estimator declares it (scikit-learn's
+        # _parameter_constraints): its own message, one line
+        if getattr(args, "debug", False) or type(exc).__name__ != "InvalidParameterError":
+            raise
+        print(f"lcpipe {args.command}: error: {str(exc).strip().splitlines()[0]}",
+              file=sys.stderr)
+        return 2
     except OSError as exc:  # a path the system refuses: one line naming it
         if getattr(args, "debug", False):
             raise
