@@ -187,6 +187,24 @@ def read_lightcurves(
     frame = read_table(path, cmap)
     if clean:
         return LightCurves.from_series(clean_frame(frame, config).series)
-    else:
+    if not _sorted_by_series(frame):  # lcpipe's own chunk files are: no sort needed
         frame = frame.sort_values(["object_id", "band", "t"], kind="stable", ignore_index=True)
     return LightCurves.from_frame(frame, source=path)
+
+
+def _sorted_by_series(frame: pd.DataFrame) -> bool:
+    """Whether rows are in (object_id, band) string order, t non-decreasing within each."""
+    keys = []
+    for col in ("object_id", "band"):
+        cat = pd.Categorical(frame[col])
+        rank = np.empty(len(cat.categories) + 1, dtype=np.int64)
+        rank[:-1] = np.argsort(np.argsort(np.asarray(cat.categories, dtype=str),
+                                          kind="stable"), kind="stable")
+        rank[-1] = -1  # null
+        keys.append(rank[np.asarray(cat.codes)])
+    o, b = keys
+    t = frame["t"].to_numpy(dtype=np.float64)
+    if len(t) < 2:
+        return True
+    do, db, dt = np.diff(o), np.diff(b), np.diff(t)
+    return bool(((do > 0) | ((do == 0) & ((db > 0) | ((db == 0) & (dt >= 0))))).all())

@@ -128,3 +128,21 @@ def test_dmdt_of_shuffled_input_equals_grouped(tmp_path, rng):
     assert np.array_equal(A.object_id[ia], B.object_id[ib])
     assert np.array_equal(A.images[ia], B.images[ib])
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["b.parquet"]
+
+
+def test_unclean_reader_skips_the_sort_only_for_sorted_input(tmp_path, rng):
+    """read_lightcurves(clean=False) on lcpipe's sorted chunk files takes the rows as they
+    are; the same clean rows in another order are sorted first: both give the same series."""
+    from pipeline.lightcurves import _sorted_by_series, read_lightcurves
+
+    df = clean_frame(make_frame(rng, n_obj=12, bands=("g", "r"))).frame.astype(
+        {"object_id": str, "band": str})
+    a, b = tmp_path / "sorted.parquet", tmp_path / "mixed.parquet"
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), a)
+    pq.write_table(pa.Table.from_pandas(df.sample(frac=1.0, random_state=0),
+                                        preserve_index=False), b)
+    assert _sorted_by_series(read_table(a)) and not _sorted_by_series(read_table(b))
+    x, y = read_lightcurves(a, clean=False), read_lightcurves(b, clean=False)
+    assert list(x.object_id) == list(y.object_id) and list(x.band) == list(y.band)
+    for f in ("offsets", "t", "mag", "mag_err"):
+        assert np.array_equal(getattr(x, f), getattr(y, f))
