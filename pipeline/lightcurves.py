@@ -188,6 +188,8 @@ def read_lightcurves(
     if clean:
         return LightCurves.from_series(clean_frame(frame, config).series)
     if not _sorted_by_series(frame):  # lcpipe's own chunk files are: no sort needed
+        frame = frame.assign(**{c: frame[c].cat.reorder_categories(
+            sorted(frame[c].cat.categories, key=str)) for c in ("object_id", "band")})
         frame = frame.sort_values(["object_id", "band", "t"], kind="stable", ignore_index=True)
     return LightCurves.from_frame(frame, source=path)
 
