@@ -430,10 +430,42 @@ def read_features(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str,
     if raw is None:
         raise InputError(p, "not an lcpipe feature table (no 'lcpipe_features' metadata); "
                             "make one with `lcpipe features`")
-    meta = json.loads(raw)
-    frame = table.to_pandas()
-    frame["object_id"] = frame["object_id"].astype(str)
-    return frame, meta
+    try:
+        meta = json.loads(raw)
+        feature_cols = [str(c) for c in meta["feature_columns"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(p, f"damaged lcpipe feature metadata: {exc}") from exc
+    return _checked_features(table.to_pandas(), feature_cols, p), meta
+
+
+def _checked_features(frame: pd.DataFrame, feature_cols: list[str], p: Path) -> pd.DataFrame:
+    """The contract of a feature table: ids present, unique and stripped; every feature
+    column present and numeric; no infinity (NaN marks a feature that could not be
+    computed); at least one row."""
+    from pipeline.errors import InputError
+
+    if "object_id" not in frame.columns:
+        raise InputError(p, "feature table without an object_id column")
+    if not len(frame):
+        raise InputError(p, "feature table with no rows")
+    ids = frame["object_id"].astype(str).str.strip()
+    if ids.duplicated().any():
+        raise InputError(p, "object listed twice in the feature table",
+                         object_id=ids[ids.duplicated()].iloc[0])
+    frame["object_id"] = ids
+    missing = [c for c in feature_cols if c not in frame.columns]
+    if missing:
+        raise InputError(p, f"feature columns missing: {', '.join(missing[:5])}"
+                         f"{' ...' if len(missing) > 5 else ''}")
+    for c in feature_cols:
+        col = frame[c]
+        if not (pd.api.types.is_numeric_dtype(col) or col.isna().all()):
+            raise InputError(p, f"feature column {c!r} is not numeric ({col.dtype})")
+        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = np.isinf(values)
+        if bad.any():
+            raise InputError(p, f"feature {c!r} is infinite", object_id=ids[bad].iloc[0])
+    return frame
 
 
 def merge_feature_files(paths: Sequence[str | os.PathLike[str]],

@@ -57,8 +57,9 @@ def read_labels(path: str | os.PathLike[str]) -> pd.Series:
         raise InputError(
             p, f"labels need an id column ({', '.join(_ID_COLUMNS)}) and a label column "
             f"({', '.join(_LABEL_COLUMNS)}); found {', '.join(map(str, frame.columns))}")
-    ids = frame[id_col].astype(str)
-    labels = frame[lab_col]
+    # stray spaces ('EW ' beside 'EW') would make extra classes and unlabelled objects
+    ids = frame[id_col].astype(str).str.strip()
+    labels = frame[lab_col].astype("string").str.strip().replace("", pd.NA)
     if labels.isna().any():
         bad = ids[labels.isna()].iloc[0]
         raise InputError(p, "missing label", object_id=bad)
