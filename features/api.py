@@ -368,6 +368,11 @@ def extract_features_file(
                               workdir=Path(out_path).parent)
     results = list(_iter_chunk_results(chunks, config, n_jobs))
     frame, meta = _assemble(results, ex.names, ex.units, bands, _min_points(ex), config)
+    if not len(frame):
+        from pipeline.errors import InputError
+
+        raise InputError(in_path, "no light curve left after cleaning" + (
+            f" (quarantined objects: {counts.objects_quarantined})" if counts else ""))
     seconds = time.perf_counter() - t0
     summary = meta["summary"]
     summary["seconds"] = round(seconds, 3)

@@ -412,10 +412,15 @@ def dmdt_file(
     with ParquetStreamWriter(out, schema, metadata={METADATA_KEY: meta}) as writer:
         for lcs in iter_lightcurves(path, cmap, chunk_rows, clean=True, config=config,
                                     counts=counts, workdir=Path(out).parent):
+            if not len(lcs):  # every object of the block quarantined
+                continue
             img = compute_dmdt(lcs, grid, norm, band_list)
             writer.write(_to_table(img, schema))
             n_obj += len(img)
             n_pairs += int(img.n_pairs.sum())
+        if not n_obj:  # raised inside: the writer removes its temporary file
+            raise InputError(path, "no light curve left after cleaning (quarantined objects: "
+                             f"{counts.objects_quarantined})")
     return {
         "output": str(out),
         "objects": n_obj,

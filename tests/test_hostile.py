@@ -159,3 +159,16 @@ def test_forest_commands_refuse_in_one_line(forest_files, argv, needle):
     r = _run(*argv, cwd=forest_files)
     _one_line_error(r, needle)
     assert _digest(forest_files) == before
+
+
+@pytest.mark.parametrize("command", ["dmdt", "features"])
+def test_every_object_quarantined_is_one_line(tmp_path, command):
+    """Nothing left after cleaning: one line with the quarantine counts, no output file."""
+    import pandas as pd
+
+    pd.DataFrame({"object_id": ["a", "a", "b"], "band": "r", "t": [1.0, 2.0, 3.0],
+                  "mag": [15.0, 15.1, 15.2], "mag_err": 0.1}).to_parquet(
+        tmp_path / "few.parquet", index=False)
+    r = _run(command, "few.parquet", "-o", "out.parquet", cwd=tmp_path)
+    _one_line_error(r, "few.parquet", "no light curve left after cleaning", "too_few_points")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["few.parquet"]
