@@ -310,7 +310,22 @@ def load_forest(path: str | os.PathLike[str]) -> tuple[LightCurveForest, dict[st
     model = obj["model"]
     if not isinstance(model, LightCurveForest):
         raise InputError(p, "model file does not hold a LightCurveForest")
-    return model, json.loads(obj["metadata_json"])
+    try:
+        meta = json.loads(obj["metadata_json"])
+        names = [str(n) for n in meta["feature_names"]]
+        classes = [str(c) for c in meta["classes"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(p, f"damaged model metadata: {exc}") from exc
+    # the metadata must describe the fitted trees: names in the fitted order, same classes
+    fitted = getattr(model, "feature_names_in_", None)
+    if len(names) != getattr(model, "n_features_in_", len(names)) or (
+            fitted is not None and [str(n) for n in fitted] != names):
+        raise InputError(p, f"its metadata lists {len(names)} features that are not the "
+                         f"{getattr(model, 'n_features_in_', '?')} the forest was fitted on "
+                         "(in that order): an edited or damaged model file")
+    if classes != [str(c) for c in getattr(model, "classes_", classes)]:
+        raise InputError(p, "its metadata lists other classes than the forest's")
+    return model, meta
 
 
 def permutation_importances(model: Any, X, y, *, n_repeats: int = 3,

@@ -111,6 +111,32 @@ def test_save_load_roundtrip_and_refusal(tmp_path, rng):
                     training_hash="h")
 
 
+def test_lying_forest_metadata_is_refused(tmp_path, rng):
+    """A model file whose metadata no longer describes its trees (features shortened or
+    reordered, other classes, not JSON) is refused in one line, not used in a wrong order."""
+    import json
+    import zipfile
+
+    X, y = _data(rng)
+    clf = LightCurveForest(n_estimators=5).fit(pd.DataFrame(X, columns=list("abcd")), y)
+    path = save_forest(clf, tmp_path / "m.skops", feature_names=list("abcd"),
+                       feature_set_version="1.0", training_hash="h")
+    obj = sio.load(path, trusted=sio.get_untrusted_types(file=path))
+    good = json.loads(obj["metadata_json"])
+    cases = {
+        "short": (json.dumps({**good, "feature_names": list("abc")}), "not the 4"),
+        "order": (json.dumps({**good, "feature_names": list("bacd")}), "in that order"),
+        "classes": (json.dumps({**good, "classes": ["x", "y", "z"]}), "other classes"),
+        "json": ("{oops", "damaged model metadata"),
+    }
+    for name, (meta, needle) in cases.items():
+        p = tmp_path / f"{name}.skops"
+        sio.dump({**obj, "metadata_json": meta}, p, compression=zipfile.ZIP_DEFLATED)
+        with pytest.raises(InputError, match=needle) as info:
+            load_forest(p)
+        assert str(p) in str(info.value) and "\n" not in str(info.value)
+
+
 def _feature_table(path, rng, n=240, version="1.0"):
     X, y = _data(rng, n)
     ids = [f"id{i:04d}" for i in range(n)]
