@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CRTS = ROOT.parent / "shared" / "data" / "crts" / "lightcurves.parquet"
 
+from bench_dmdt import best  # noqa: E402 - benchmarks/ is on the path when run as a script
+
 
 def make_sets(folder: Path, n_lc: int = 1500, n_pts: int = 1000, seed: int = 0
               ) -> dict[str, Path]:
@@ -53,15 +55,6 @@ def make_sets(folder: Path, n_lc: int = 1500, n_pts: int = 1000, seed: int = 0
     pq.write_table(table, out["grouped"])
     pq.write_table(table.take(rng.permutation(n)), out["shuffled"])
     return out
-
-
-def best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def floor(path: Path) -> bool:
@@ -103,7 +96,6 @@ def dmdt_stages(path: Path, out: Path) -> dict[str, float]:
     """lcpipe dmdt's work split by stage (one pass each, in sequence)."""
     from pipeline.contract import ColumnMap, iter_object_chunks
     from pipeline.dmdt import BINS_PRESETS, compute_dmdt
-    from pipeline.lightcurves import LightCurves
     from pipeline.validate import clean_frame
 
     grid = BINS_PRESETS["mahabal2017"]
@@ -115,7 +107,7 @@ def dmdt_stages(path: Path, out: Path) -> dict[str, float]:
     results = [clean_frame(f) for f in frames]
     sec["clean"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    lcs = [LightCurves.from_series(r.series) for r in results]
+    lcs = [r.series for r in results]
     sec["group"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     images = [compute_dmdt(x, grid, "paper") for x in lcs]

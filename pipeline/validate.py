@@ -42,6 +42,7 @@ from ._version import __version__
 from .contract import COLUMNS, ColumnMap, read_table
 from .errors import ConfigError
 from .io import write_json_atomic, write_parquet_atomic
+from .series import LightCurves
 
 __all__ = [
     "CleaningConfig",
@@ -142,28 +143,6 @@ class CleaningCounts:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class CleanSeries:
-    """Clean rows as contiguous series (CSR layout), what every stage consumes.
-
-    Attributes
-    ----------
-    object_id, band : ndarray of str, shape (n_series,)
-        Object and band of each (object, band) series, sorted by object, then band.
-    offsets : ndarray of int64, shape (n_series + 1,)
-        Series ``i`` is rows ``offsets[i]:offsets[i+1]``.
-    t, mag, mag_err : ndarray of float64, shape (n_rows,)
-        Times MJD [days] (strictly increasing within a series), magnitudes and errors [mag].
-    """
-
-    object_id: np.ndarray
-    band: np.ndarray
-    offsets: np.ndarray
-    t: np.ndarray
-    mag: np.ndarray
-    mag_err: np.ndarray
-
-
 class CleanResult:
     """Output of :func:`clean_frame` / :func:`clean_codes`.
 
@@ -173,7 +152,7 @@ class CleanResult:
         Clean rows, columns ``object_id, band, t, mag, mag_err``, sorted by
         object_id, band, t; (object_id, band, t) unique. Built on first access
         when the result came from :func:`clean_codes`.
-    series : CleanSeries or None
+    series : LightCurves or None
         The same rows as series with offsets (from :func:`clean_codes`).
     quarantine : pandas.DataFrame
         One row per (object_id, band, reason): ``object_id, band, reason, n_rows``.
@@ -184,7 +163,7 @@ class CleanResult:
     def __init__(self, frame: pd.DataFrame | None = None,
                  quarantine: pd.DataFrame | None = None,
                  counts: CleaningCounts | None = None,
-                 series: CleanSeries | None = None) -> None:
+                 series: LightCurves | None = None) -> None:
         if frame is None and series is None:
             raise ValueError("CleanResult needs a frame or series")
         self._frame = frame
@@ -200,8 +179,8 @@ class CleanResult:
         return self._frame
 
 
-def _series_frame(s: CleanSeries) -> pd.DataFrame:
-    """CleanSeries -> canonical frame (categorical object_id and band)."""
+def _series_frame(s: LightCurves) -> pd.DataFrame:
+    """LightCurves -> canonical frame (categorical object_id and band)."""
     sizes = np.diff(s.offsets)
     ocats, oinv = np.unique(s.object_id, return_inverse=True)
     bcats, binv = np.unique(s.band, return_inverse=True)
@@ -213,8 +192,8 @@ def _series_frame(s: CleanSeries) -> pd.DataFrame:
         "t": s.t, "mag": s.mag, "mag_err": s.mag_err}, columns=list(COLUMNS), copy=False)
 
 
-def series_to_arrow(s: CleanSeries) -> pa.Table:
-    """CleanSeries -> Arrow table of LIGHTCURVE_SCHEMA (rows in series order)."""
+def series_to_arrow(s: LightCurves) -> pa.Table:
+    """LightCurves -> Arrow table of LIGHTCURVE_SCHEMA (rows in series order)."""
     sizes = np.diff(s.offsets)
     idx = pa.array(np.repeat(np.arange(len(sizes), dtype=np.int32), sizes), pa.int32())
     cols = {name: pa.DictionaryArray.from_arrays(idx, pa.array(np.asarray(v, dtype=object),
@@ -339,8 +318,9 @@ def clean_codes(oc: np.ndarray, ocats: np.ndarray, bc: np.ndarray, bcats: np.nda
     identity = in_order and len(rows) == n  # nothing removed, nothing moved: no copy
     starts = impl.series_starts(oc, bc, rows)
     first = rows[starts[:-1]]
-    series = CleanSeries(
-        object_id=ocats[oc[first]], band=bcats[bc[first]], offsets=starts,
+    series = LightCurves(
+        object_id=ocats[oc[first]].astype(object), band=bcats[bc[first]].astype(object),
+        offsets=starts,
         t=t if identity else t[rows], mag=mag if identity else mag[rows],
         mag_err=err if identity else err[rows])
     return CleanResult(series=series, counts=counts,
