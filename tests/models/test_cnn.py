@@ -33,7 +33,7 @@ from models.representations import (
     p_dm_given_dt,
     subsample_lightcurves,
 )
-from pipeline.dmdt import BINS_PRESETS, compute_dmdt
+from pipeline.dmdt import compute_dmdt
 from pipeline.errors import ConfigError, InputError
 from pipeline.io import write_parquet_atomic
 from pipeline.lightcurves import LightCurves
@@ -71,13 +71,6 @@ def _separable(rng: np.random.Generator, n: int = 96, shape=(22, 24, 1)):
 
 
 # --------------------------------------------------------------------------- representations
-
-
-def test_fine_bins_match_lead_preset_when_registered():
-    if "lcpipe_fine" not in BINS_PRESETS:
-        pytest.skip("pipeline.dmdt has no 'lcpipe_fine' preset yet")
-    assert BINS_PRESETS["lcpipe_fine"].dm_edges == pytest.approx(FINE_BINS.dm_edges)
-    assert BINS_PRESETS["lcpipe_fine"].dt_edges == pytest.approx(FINE_BINS.dt_edges)
 
 
 def test_fine_representation_against_histogram2d(lcs_and_labels):
