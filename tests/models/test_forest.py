@@ -180,6 +180,17 @@ def test_files_train_predict_cv_and_version_check(tmp_path, rng):
     assert p["n_objects"] == 240 and (pred.object_id == frame.object_id).all()
     np.testing.assert_allclose(pred.probability, pred.filter(like="prob_").max(axis=1))
     np.testing.assert_allclose(pred.filter(like="prob_").sum(axis=1), 1.0)
+    # the predicted class is the argmax of its probabilities, under the right name ...
+    probs = pred.filter(like="prob_")
+    names = np.array([c[len("prob_"):] for c in probs.columns])
+    assert (pred.predicted_class.to_numpy() == names[probs.to_numpy().argmax(axis=1)]).all()
+    # ... the file path predicts what the model does in memory, and it is right on data
+    # whose classes follow from the features
+    model, _ = load_forest(tmp_path / "m.skops")
+    X = frame[["V:amp", "V:per", "V:skew"]]
+    assert (pred.predicted_class.to_numpy() == model.predict(X)).all()
+    truth = labels.set_index("object_id").loc[pred.object_id, "label"].to_numpy()
+    assert (pred.predicted_class.to_numpy() == truth).mean() > 0.95
     # features of another version: clear error
     _feature_table(tmp_path / "g.parquet", rng, version="0.9")
     with pytest.raises(InputError, match="version '0.9'.*trained on version '1.0'"):
