@@ -142,16 +142,23 @@ def stats_lk_random(m):
     return np.sum((np.roll(r, -1) - r) ** 2) / (2 * np.sum((r - r.mean()) ** 2))
 
 
-def test_periodic_eclipsing_binary_doubled_features():
+@pytest.mark.parametrize("depth2,found", [(0.2, 1.0), (0.5, 2.0)])
+def test_periodic_eclipsing_binary_doubled_features(depth2, found):
+    """Eclipses of depths 0.7 and ``depth2`` at P = 0.9137 d. Unequal enough (0.2), the
+    search finds P itself and the fold at 2P adds no odd-harmonic signal; close (0.5), it
+    finds P/2 and the fold at twice that period tells the two eclipses apart: a large odd
+    F statistic and a difference of the two halves near the depth difference (0.2 mag)."""
     rng = np.random.default_rng(11)
     t = crts_times(rng)
-    m, s = eclipsing(t, 0.9137, 0.7, 0.2, rng)
+    m, s = eclipsing(t, 0.9137, 0.7, depth2, rng)
     g = PeriodicFeatures()
     v = dict(zip(g.names, g(t, m, s), strict=True))
-    ratio = 0.9137 / v["period"]
-    assert ratio == pytest.approx(2.0, rel=1e-3) or ratio == pytest.approx(1.0, rel=1e-3)
-    if ratio > 1.5:  # half period found: the doubled fold tells
-        assert v["double_f_odd"] > 20 and v["double_min_diff"] > 0.3
+    assert 0.9137 / v["period"] == pytest.approx(found, rel=1e-3)
+    if found == 1.0:
+        assert v["double_f_odd"] < 10 and v["double_min_diff"] < 0.05
+    else:
+        assert v["double_f_odd"] > 100
+        assert v["double_min_diff"] == pytest.approx(0.7 - depth2, abs=0.05)
         assert v["double_folded_lk"] < v["folded_lk"]
 
 
