@@ -143,13 +143,16 @@ def test_multiband_channels_and_missing_band(rng):
     assert img.images.shape == (4, 22, 24, 2)
     k = list(img.object_id).index("obj002")
     assert img.images[k, :, :, 0].sum() == 0 and img.missing_bands[k].tolist() == [True, False]
-    for s, (oid, band, t, m, _) in enumerate(lcs):
+    seen = set()
+    for oid, band, t, m, _ in lcs:
         ch = img.meta["bands"].index(band)
         o = list(img.object_id).index(oid)
         grid = BINS_PRESETS["mahabal2017"]
         np.testing.assert_array_equal(img.images[o, :, :, ch],
                                       _reference_counts(t, m, grid.dm_edges, grid.dt_edges))
-        assert s >= 0
+        assert int(img.n_pairs[o, ch]) == len(t) * (len(t) - 1) // 2
+        seen.add((oid, band))
+    assert len(seen) == 7  # 4 objects x 2 bands, less obj002's g: every channel checked
 
 
 def test_file_roundtrip_chunking_and_threads(tmp_path, rng):
