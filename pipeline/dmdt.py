@@ -462,17 +462,35 @@ def read_dmdt(path: str | os.PathLike[str]) -> DmDtImages:
     raw = (table.schema.metadata or {}).get(METADATA_KEY.encode())
     if raw is None:
         raise InputError(path, f"no '{METADATA_KEY}' metadata: not written by `lcpipe dmdt`")
-    meta = json.loads(raw)
-    n_dm, n_dt, n_b = meta["shape"]
+    try:
+        meta = json.loads(raw)
+        n_dm, n_dt, n_b = (int(x) for x in meta["shape"])
+        dtype = _NORM_DTYPE[meta["norm"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(path, f"damaged '{METADATA_KEY}' metadata: {exc}") from exc
+    missing = [c for c in ("object_id", "image", "n_points_band") if c not in table.column_names]
+    if missing:
+        raise InputError(path, f"dm-dt table lacks column(s) {', '.join(missing)}")
     n = table.num_rows
     col = table.column("image").combine_chunks()
     values = col.values.to_numpy(zero_copy_only=False) if n else np.zeros(0)
-    images = values.reshape(n, n_dm, n_dt, n_b).astype(_NORM_DTYPE[meta["norm"]], copy=False)
+    if values.size != n * n_dm * n_dt * n_b:
+        raise InputError(path, f"images hold {values.size} values, not {n} x {n_dm} x {n_dt} "
+                         f"x {n_b} as the metadata says")
+    images = values.reshape(n, n_dm, n_dt, n_b).astype(dtype, copy=False)
+    if not np.isfinite(images).all():
+        raise InputError(path, "images hold NaN or infinite values")
     npb = table.column("n_points_band").combine_chunks()
     n_points = (npb.values.to_numpy(zero_copy_only=False).reshape(n, n_b) if n
                 else np.zeros((0, n_b), np.int64))
+    ids = np.asarray(table.column("object_id").to_pylist(), dtype=object)
+    if n and (pd.isna(ids).any() or len(set(ids)) != n):
+        dup = pd.Series(ids)
+        bad = dup[dup.duplicated() | dup.isna()].iloc[0]
+        raise InputError(path, "object listed twice (or without id) in the dm-dt table",
+                         object_id=bad)
     return DmDtImages(
-        object_id=np.asarray(table.column("object_id").to_pylist(), dtype=object),
+        object_id=ids,
         images=images,
         n_points=n_points,
         n_pairs=n_points * (n_points - 1) // 2,

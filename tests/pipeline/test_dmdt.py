@@ -305,3 +305,48 @@ def test_unclean_light_curves_rejected_with_object_named(rng, bad):
                       np.full(30, 0.1))
     with pytest.raises(InputError, match="bad1"):
         compute_dmdt(lcs, norm="counts", method="numba")
+
+
+def test_read_dmdt_refuses_lying_tables(tmp_path, rng):
+    """A dm-dt file whose images do not match its metadata's shape, with a duplicate id,
+    with NaN pixels or with damaged metadata: one InputError naming the file (issue 16)."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.dmdt import METADATA_KEY
+    from pipeline.errors import InputError
+
+    df = make_frame(rng, n_obj=3).sort_values("object_id", kind="stable")
+    df.to_parquet(tmp_path / "lc.parquet")
+    dmdt_file(tmp_path / "lc.parquet", tmp_path / "d.parquet", norm="probability")
+    table = pq.read_table(tmp_path / "d.parquet")
+    meta = json.loads(table.schema.metadata[METADATA_KEY.encode()])
+
+    def variant(name, tab=None, md=None):
+        tab = tab if tab is not None else table
+        raw = md if md is not None else json.dumps(meta).encode()
+        pq.write_table(tab.replace_schema_metadata({METADATA_KEY.encode(): raw}),
+                       tmp_path / name)
+        return tmp_path / name
+
+    ids = table.column("object_id").to_pylist()
+    img = table.column("image").to_pylist()
+    nan_img = [[float("nan")] + list(img[0][1:])] + img[1:]
+    cases = {
+        variant("shape.parquet", md=json.dumps({**meta, "shape": [22, 24, 2]}).encode()):
+            "not 3 x 22 x 24 x 2",
+        variant("dup.parquet", tab=table.set_column(
+            table.schema.get_field_index("object_id"), "object_id",
+            pa.array([ids[0], ids[0], ids[2]]))): "listed twice",
+        variant("nan.parquet", tab=table.set_column(
+            table.schema.get_field_index("image"), "image",
+            pa.array(nan_img, table.schema.field("image").type))): "NaN",
+        variant("meta.parquet", md=b"{oops"): "damaged",
+    }
+    for path, needle in cases.items():
+        with pytest.raises(InputError, match=needle) as info:
+            read_dmdt(path)
+        assert str(path) in str(info.value)
+    assert len(read_dmdt(tmp_path / "d.parquet")) == 3
