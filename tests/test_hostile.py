@@ -106,7 +106,10 @@ def test_killed_feature_run_leaves_no_workers_and_no_half_file(work, sig):
     proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "features", str(big), "-o",
                              str(work / "feat.parquet"), "-j", "2"], cwd=work,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            # a test run started in the background inherits SIGINT ignored;
+                            # the command as a user runs it has it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     parent = psutil.Process(proc.pid)
     deadline = time.monotonic() + 120
     while len(_workers(parent)) < 2 and time.monotonic() < deadline:

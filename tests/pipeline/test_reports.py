@@ -413,7 +413,7 @@ def test_failed_rewrite_keeps_old_file_and_leaves_no_temp(tmp_path):
     # a failure while the file is being put in place: the target name is taken by a directory
     blocked = tmp_path / "confusion" / "run_id=train-a" / "part-0.parquet"
     blocked.mkdir(parents=True)
-    with pytest.raises(InputError, match="cannot write report file"):
+    with pytest.raises(InputError, match="is an existing folder"):
         write_report_table(tmp_path, "confusion", "train-a", confusion_frame("train-a"))
     assert list(blocked.parent.iterdir()) == [blocked]  # the temporary file is gone
     assert _files(tmp_path) == ["metrics/run_id=train-a/part-0.parquet"]
