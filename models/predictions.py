@@ -28,6 +28,7 @@ __all__ = [
     "with_agreement",
     "write_predictions",
     "read_predictions",
+    "check_predictions",
     "merge_predictions",
     "upsert_predictions",
 ]
@@ -186,7 +187,47 @@ def read_predictions(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[s
         frame = pq.read_table(path).to_pandas(types_mapper=nullable.get)
     except Exception as exc:  # pyarrow raises several types for damaged files
         raise InputError(path, f"cannot read predictions: {exc}") from exc
+    check_predictions(frame, path)
     return frame, meta
+
+
+def check_predictions(frame: pd.DataFrame, source: object) -> None:
+    """The contract of a prediction table, or InputError naming the first object that breaks it.
+
+    Columns ``object_id``, ``model``, ``predicted_class``; one row per (run, object, model,
+    split, fold); probabilities in [0, 1] (null for a model without them, e.g.
+    ``rpca_nearest``), summing to 1 per row, their argmax the predicted class.
+    """
+    from pipeline.errors import InputError
+
+    missing = [c for c in ("object_id", "model", "predicted_class") if c not in frame.columns]
+    if missing:
+        raise InputError(source, f"prediction table lacks {', '.join(missing)}")
+    key = [c for c in ("run_id", "object_id", "model", "split", "fold") if c in frame.columns]
+    dup = frame.duplicated(key)
+    if dup.any():
+        raise InputError(source, "predicted twice for the same run, model, split and fold",
+                         object_id=frame.loc[dup, "object_id"].iloc[0])
+    classes = _prob_classes(frame)
+    if not classes or not len(frame):
+        return
+    p = frame[[f"prob_{c}" for c in classes]].to_numpy(dtype=np.float64, na_value=np.nan)
+    has = ~np.isnan(p).all(axis=1)
+    q = p[has]
+    bad = ~((q >= 0) & (q <= 1)).all(axis=1) | (np.abs(q.sum(axis=1) - 1) > 1e-6)
+    if bad.any():
+        raise InputError(source, "probabilities outside [0, 1] or not summing to 1",
+                         object_id=frame.loc[has, "object_id"].iloc[int(np.argmax(bad))])
+    arg = np.asarray(classes, dtype=object)[np.argmax(q, axis=1)]
+    top = q.max(axis=1)
+    pred = frame.loc[has, "predicted_class"].astype(str).to_numpy()
+    # the named class must hold the largest probability (ties allowed)
+    held = q[np.arange(len(q)), [classes.index(c) if c in classes else 0 for c in pred]]
+    wrong = (held < top - 1e-12) | ~np.isin(pred, classes)
+    if wrong.any():
+        i = int(np.argmax(wrong))
+        raise InputError(source, f"predicted class {pred[i]!r} is not the most probable "
+                         f"({arg[i]!r})", object_id=frame.loc[has, "object_id"].iloc[i])
 
 
 def merge_predictions(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],

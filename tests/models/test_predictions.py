@@ -187,3 +187,37 @@ def test_merge_predictions_stamps_run_id(tmp_path, predictions):
     got = frame.drop(columns="run_id").astype(object).where(frame.notna(), None)
     ref = predictions.drop(columns="run_id").astype(object).where(predictions.notna(), None)
     assert got.values.tolist() == ref.values.tolist()
+
+
+def test_lying_prediction_tables_are_refused(tmp_path, rng):
+    """A table whose rows break the prediction contract: the same object twice for one
+    model and split, probabilities outside [0, 1] or not summing to 1, a predicted class
+    that is not the most probable (issue 16). Each names the file and the object."""
+    proba = rng.dirichlet(np.ones(len(CLASSES)), 6)
+    good = with_agreement(pd.concat([
+        prediction_frame(_objects(6), "forest", CLASSES, proba, run_id="r", split="classify"),
+        prediction_frame(_objects(6), "rpca_nearest", CLASSES, predicted=["EA"] * 6,
+                         run_id="r", split="classify")], ignore_index=True))
+    write_predictions(good, tmp_path / "good.parquet")
+    assert len(read_predictions(tmp_path / "good.parquet")[0]) == 12  # null probs allowed
+
+    def lying(name, edit):
+        f = good.copy()
+        edit(f)
+        return write_predictions(f, tmp_path / f"{name}.parquet")
+
+    def swap(f):
+        i = f.index[(f.model == "forest") & (f.object_id == _objects(6)[2])][0]
+        wrong = [c for c in CLASSES if c != f.at[i, "predicted_class"]][0]
+        f.at[i, "predicted_class"] = wrong
+
+    cases = {
+        lying("dup", lambda f: f.__setitem__("object_id", [_objects(6)[0]] * 2
+                                              + list(f.object_id[2:]))): "predicted twice",
+        lying("range", lambda f: f.__setitem__("prob_EA", f.prob_EA + 0.5)): "outside",
+        lying("argmax", swap): "not the most probable",
+    }
+    for path, needle in cases.items():
+        with pytest.raises(InputError, match=needle) as info:
+            read_predictions(path)
+        assert str(path) in str(info.value) and "object CSS" in str(info.value)
