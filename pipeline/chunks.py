@@ -24,11 +24,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .contract import ColumnMap, NotGroupedError, read_table
 from .errors import ConfigError, InputError
 from .io import write_json_atomic, write_parquet_atomic
-from .validate import QUARANTINE_SCHEMA, CleaningConfig, clean_frame, frame_to_arrow
+from .series import LightCurves
+from .validate import QUARANTINE_SCHEMA, CleaningConfig, clean_frame, series_to_arrow
 
 __all__ = ["IngestResult", "input_files", "ingest", "read_chunk_objects", "concat_parquet"]
 
@@ -176,41 +178,53 @@ def ingest(
 
 
 class _ChunkWriter:
-    """Collects clean frames and writes them as chunk files of ``size`` objects."""
+    """Collects clean light curves and writes them as chunk files of ``size`` objects.
+
+    Works on the cleaning's series (:class:`pipeline.series.LightCurves`, Arrow tables
+    underneath): the rows are already grouped by object, so a chunk is a slice cut at an
+    object boundary, sorted by object only when its objects arrived out of order.
+    """
 
     def __init__(self, folder: Path, size: int) -> None:
         self.folder, self.size = folder, size
-        self.pending: list[pd.DataFrame] = []
+        self.pending: list[tuple[pa.Table, np.ndarray, np.ndarray]] = []
         self.n_pending = 0
         self.chunks: list[str] = []
         self.chunk_objects: list[list[str]] = []
         self.bands: set[str] = set()
 
-    def add(self, frame: pd.DataFrame) -> None:
-        if len(frame) == 0:
+    def add(self, lcs: LightCurves) -> None:
+        """Queue clean series (grouped by object); write every full chunk."""
+        if not len(lcs):
             return
-        self.pending.append(frame)
-        self.n_pending += int(frame["object_id"].nunique())
-        self.bands.update(map(str, pd.unique(frame["band"].astype(str))))
+        oid = np.asarray(lcs.object_id, dtype=object)
+        first = np.flatnonzero(np.r_[True, oid[1:] != oid[:-1]])  # first series of each object
+        self.pending.append((series_to_arrow(lcs), oid[first].astype(str),
+                             np.asarray(lcs.offsets)[first]))
+        self.n_pending += len(first)
+        self.bands.update(map(str, lcs.band))
         self.flush()
 
     def flush(self, final: bool = False) -> None:
         while self.n_pending >= self.size or (final and self.n_pending):
-            block = pd.concat([f.astype({"object_id": str, "band": str}) for f in self.pending],
-                              ignore_index=True)
-            oid = block["object_id"].to_numpy()
-            starts = np.flatnonzero(np.r_[True, oid[1:] != oid[:-1]])
-            cut = int(starts[self.size]) if len(starts) > self.size else len(block)
-            part, rest = block.iloc[:cut], block.iloc[cut:]
-            # objects arrive grouped in input order: sort the chunk by object (stable keeps
-            # each object's band and time order)
-            part = part.sort_values("object_id", kind="stable", ignore_index=True)
+            block = pa.concat_tables([t for t, _, _ in self.pending])
+            ids = np.concatenate([i for _, i, _ in self.pending])
+            shift = np.cumsum([0] + [t.num_rows for t, _, _ in self.pending[:-1]])
+            starts = np.concatenate([st + sh for (_, _, st), sh
+                                     in zip(self.pending, shift, strict=True)])
+            k = min(self.size, len(ids))
+            cut = int(starts[k]) if k < len(ids) else block.num_rows
+            part, part_ids = block.slice(0, cut), ids[:k]
+            if (part_ids[1:] < part_ids[:-1]).any():  # objects out of order: sort (stable)
+                part = part.take(pc.sort_indices(part, [("object_id", "ascending")]))
+                part_ids = np.sort(part_ids, kind="stable")
             p = self.folder / f"chunk-{len(self.chunks):05d}.parquet"
-            write_parquet_atomic(frame_to_arrow(part), p)
+            write_parquet_atomic(part, p)
             self.chunks.append(str(p))
-            self.chunk_objects.append(list(pd.unique(part["object_id"])))
-            self.pending = [rest] if len(rest) else []
-            self.n_pending = int(rest["object_id"].nunique()) if len(rest) else 0
+            self.chunk_objects.append([str(x) for x in part_ids])
+            rest = block.slice(cut)
+            self.pending = ([(rest, ids[k:], starts[k:] - cut)] if rest.num_rows else [])
+            self.n_pending = len(ids) - k
 
 
 def _ingest_streaming(files: list[Path], cmap: ColumnMap | None, config: CleaningConfig | None,
@@ -224,7 +238,10 @@ def _ingest_streaming(files: list[Path], cmap: ColumnMap | None, config: Cleanin
     for f in files:
         try:
             for frame in iter_object_chunks(f, cmap, _STREAM_ROWS):
-                ids = set(map(str, pd.unique(frame["object_id"].astype(str))))
+                cat = frame["object_id"].array
+                codes = np.asarray(cat.codes)
+                ids = set(np.asarray(cat.categories, dtype=object)[
+                    np.unique(codes[codes >= 0])].astype(str))
                 if ids & seen:
                     raise NotGroupedError(f, "an object continues in another file",
                                           object_id=sorted(ids & seen)[0])
@@ -232,7 +249,7 @@ def _ingest_streaming(files: list[Path], cmap: ColumnMap | None, config: Cleanin
                 res = clean_frame(frame, config)
                 counts += res.counts
                 quarantine.append(res.quarantine)
-                writer.add(res.frame)
+                writer.add(res.series)
         except NotGroupedError:
             raise
         except InputError as exc:
@@ -290,7 +307,7 @@ def _ingest_partitioned(files: list[Path], cmap: ColumnMap | None,
             res = clean_frame(frame, config)
             counts += res.counts
             quarantine.append(res.quarantine)
-            writer.add(res.frame)
+            writer.add(res.series)
             for p in pieces[name]:
                 p.unlink()
     return counts, quarantine, failed
