@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -76,12 +75,10 @@ def write_bundle(out: str | os.PathLike[str], model_paths: dict[str, str],
     -------
     Path
     """
-    from pipeline.io import write_json_atomic
+    from pipeline.io import atomic_dir, write_json_atomic
 
     final = Path(out)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
+    with atomic_dir(final, replaceable=_not_a_bundle) as tmp:
         for kind, src in model_paths.items():
             dst = tmp / _FILES[kind]
             if Path(src).is_dir():
@@ -90,17 +87,14 @@ def write_bundle(out: str | os.PathLike[str], model_paths: dict[str, str],
                 shutil.copy2(src, dst)
         write_json_atomic({"format": BUNDLE_FORMAT, "models": list(model_paths), **info},
                           tmp / "bundle.json")
-        old = None
-        if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
+
+
+def _not_a_bundle(d: Path) -> str | None:
+    """Why folder ``d`` may not be replaced by a bundle (None: it is one, or empty)."""
+    if (d / "bundle.json").is_file() or not any(d.iterdir()):
+        return None
+    return "is a folder but not a model bundle: choose a new or empty folder"
 
 
 def resolve_bundle(spec: str | os.PathLike[str]) -> Path:

@@ -39,8 +39,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -669,9 +667,12 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write ``model.keras`` and ``model.json`` (metadata) into ``directory``.
 
-        Both files are written atomically. The JSON holds the format tag,
-        classes, constructor parameters, input shape and ``input_meta_``,
-        lcpipe and Keras versions, backend, and the training-data hash.
+        The folder is written beside its final name and put in place in one step: a
+        save killed at any moment leaves the previous model (or none), never new
+        weights with old metadata. An existing ``directory`` is replaced only if it
+        is empty or an lcpipe CNN model folder. The JSON holds the format tag, the
+        weights' SHA-256, classes, constructor parameters, input shape and
+        ``input_meta_``, lcpipe and Keras versions, backend, and the training-data hash.
 
         Returns
         -------
@@ -680,41 +681,49 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
         """
         from pipeline._version import __version__
         from pipeline.hashing import file_hash
-        from pipeline.io import write_json_atomic
+        from pipeline.io import atomic_dir, write_json_atomic
 
         check_is_fitted(self, "model_")
         keras = _keras()
         d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        tmpdir = Path(tempfile.mkdtemp(prefix=".model.", dir=d))
-        try:
-            tmp = tmpdir / _MODEL_FILE
-            self.model_.save(tmp)
-            model_hash = file_hash(tmp)
-            os.replace(tmp, d / _MODEL_FILE)
-        finally:
-            shutil.rmtree(tmpdir, ignore_errors=True)
-        meta = {
-            # ties the metadata to these weights: a save killed between the two files
-            # leaves a pair that load_cnn refuses instead of mixing them
-            "model_sha256": model_hash,
-            "format": _FORMAT,
-            "classes": [str(c) for c in self.classes_],
-            "params": self.get_params(),
-            "input_shape": list(self.input_shape_),
-            "input_meta": self.input_meta_,
-            "class_weight": self.class_weight_,
-            "best_epoch": self.best_epoch_,
-            "learning_rate": self.learning_rate_,
-            "n_train": self.n_train_,
-            "n_augmented": self.n_augmented_,
-            "training_hash": self.training_hash_,
-            "lcpipe_version": __version__,
-            "keras_version": keras.__version__,
-            "backend": keras_backend(),
-        }
-        write_json_atomic(meta, d / _META_FILE)
+        with atomic_dir(d, replaceable=_foreign_files) as tmp:
+            self.model_.save(tmp / _MODEL_FILE)
+            meta = {
+                # ties the metadata to these weights: files mixed from two saves are
+                # refused by load_cnn
+                "model_sha256": file_hash(tmp / _MODEL_FILE),
+                "format": _FORMAT,
+                "classes": [str(c) for c in self.classes_],
+                "params": self.get_params(),
+                "input_shape": list(self.input_shape_),
+                "input_meta": self.input_meta_,
+                "class_weight": self.class_weight_,
+                "best_epoch": self.best_epoch_,
+                "learning_rate": self.learning_rate_,
+                "n_train": self.n_train_,
+                "n_augmented": self.n_augmented_,
+                "training_hash": self.training_hash_,
+                "lcpipe_version": __version__,
+                "keras_version": keras.__version__,
+                "backend": keras_backend(),
+            }
+            write_json_atomic(meta, tmp / _META_FILE)
         return d
+
+
+#: what a CNN model folder holds (the training curves are written beside the model)
+_FOLDER_FILES = {_MODEL_FILE, _META_FILE, "training_curves.parquet", "training_curves.png"}
+
+
+def _foreign_files(d: Path) -> str | None:
+    """Why folder ``d`` may not be replaced by a model folder (None: it may)."""
+    other = sorted(p.name for p in d.iterdir()
+                   if p.name not in _FOLDER_FILES and not p.name.startswith("."))
+    if not other:
+        return None
+    shown = ", ".join(other[:3]) + (", ..." if len(other) > 3 else "")
+    return (f"holds files that are not part of an lcpipe CNN model ({shown}); a model is "
+            "written as a folder of its own: choose a new or empty folder")
 
 
 def load_cnn(directory: str | os.PathLike[str]) -> DmDtCNN:

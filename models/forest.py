@@ -263,7 +263,7 @@ def save_forest(model: LightCurveForest, path: str | os.PathLike[str], *,
         "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         **(extra or {}),
     }
-    with atomic_path(path) as tmp:
+    with atomic_path(path, fsync=True) as tmp:
         # DEFLATE: tree arrays (16 float64 class fractions per node) shrink ~9x
         sio.dump({"format": MODEL_FORMAT, "metadata_json": json.dumps(meta), "model": model},
                  tmp, compression=zipfile.ZIP_DEFLATED, compresslevel=6)

@@ -8,10 +8,13 @@ a half-written file behind.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
+import shutil
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ __all__ = [
     "protect_inputs",
     "check_output",
     "atomic_path",
+    "atomic_dir",
     "write_parquet_atomic",
     "write_json_atomic",
     "ParquetStreamWriter",
@@ -32,13 +36,15 @@ __all__ = [
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
 
     Parameters
     ----------
     path : path-like
         Final destination. Its parent directory is created if needed.
+    fsync : bool
+        Flush the file to disk before the rename (models: they must survive a power cut).
 
     Yields
     ------
@@ -60,11 +66,103 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; use the usual mode
+        if fsync:
+            _fsync(tmp_path)
         os.replace(tmp_path, final)
+        if fsync:
+            _fsync(final.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str],
+               replaceable: Callable[[Path], str | None]) -> Iterator[Path]:
+    """Yield a temporary folder next to ``path``; put it at ``path`` in one step on success.
+
+    An existing folder at ``path`` is replaced as a unit: on Linux the two folders are
+    swapped by one ``renameat2(RENAME_EXCHANGE)`` call, so a kill at any moment leaves
+    either the old folder or the new one, complete. Elsewhere the old folder is moved
+    aside first (a kill between the two renames leaves it under a hidden name).
+    Everything in the new folder is flushed to disk before the swap.
+
+    Parameters
+    ----------
+    path : path-like
+        Final folder. Its parent is created if needed.
+    replaceable : callable
+        Called with an existing ``path``; returns None if it may be replaced, otherwise
+        the reason it may not (e.g. it holds files lcpipe did not write).
+
+    Yields
+    ------
+    Path
+        Temporary folder to fill. It is removed if the block raises.
+    """
+    final = Path(path)
+    if final.exists() or final.is_symlink():
+        if not final.is_dir():
+            raise OutputError(final, "exists and is not a folder: choose another output")
+        why = replaceable(final)
+        if why is not None:
+            raise OutputError(final, why)
+        for f in final.rglob("*"):
+            if f.is_file():
+                check_output(f)  # replacing the folder must not delete an input
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    except OSError as exc:
+        raise OutputError(final, f"cannot write there: {exc.strerror or exc}") from exc
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        for f in sorted(tmp.rglob("*")):
+            _fsync(f)
+        _fsync(tmp)
+        if final.is_dir() and _exchange(tmp, final):
+            shutil.rmtree(tmp)  # now the old folder
+        elif final.is_dir():
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old",
+                                        dir=final.parent))
+            os.replace(final, old / "x")
+            os.replace(tmp, final)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, final)
+        _fsync(final.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2``); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file or a folder entry list to disk (best effort on folders)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot fsync folders
+    finally:
+        os.close(fd)
 
 
 #: (device, inode) of the files the running command reads: never written over
@@ -162,9 +260,9 @@ def write_parquet_atomic(
     return Path(path)
 
 
-def write_json_atomic(obj: Any, path: str | os.PathLike[str]) -> Path:
+def write_json_atomic(obj: Any, path: str | os.PathLike[str], *, fsync: bool = False) -> Path:
     """Write ``obj`` as indented JSON atomically and return the path."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, fsync=fsync) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
     return Path(path)
 

@@ -301,6 +301,69 @@ def test_lying_model_folders_are_refused_in_one_line(planted_model, tmp_path):
     assert load_cnn(good).classes_.tolist() == ["a", "b"]
 
 
+def test_save_replaces_a_model_folder_as_a_unit(planted_model, tmp_path):
+    """Saving over a model folder leaves exactly the new model (its old training curves
+    go with it); a folder holding anything else is refused in one line, untouched."""
+    clf, X, _ = planted_model
+    other = DmDtCNN(arch="mahabal2017", epochs=1, random_state=3).fit(X, clf.predict(X)[::-1])
+    d = other.save(tmp_path / "m")
+    (d / "training_curves.png").write_bytes(b"old curves")
+    clf.save(d)
+    assert sorted(p.name for p in d.iterdir()) == ["model.json", "model.keras"]
+    np.testing.assert_array_equal(load_cnn(d).predict_proba(X), clf.predict_proba(X))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(InputError, match="thesis.tex.*choose a new or empty folder"):
+        clf.save(mine)
+    assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
+
+
+_SAVER = """
+import itertools, sys
+from models.cnn import load_cnn
+models = [load_cnn(sys.argv[1]), load_cnn(sys.argv[2])]
+print("ready", flush=True)
+for est in itertools.cycle(models):
+    est.save(sys.argv[3])
+"""
+
+
+def test_sigkill_during_saves_leaves_a_loadable_model(planted_model, tmp_path):
+    """A process saving two models in turn over one folder, killed (SIGKILL) at seeded
+    random moments: the folder always loads, as one of the two models."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    clf, X, _ = planted_model
+    other = DmDtCNN(arch="mahabal2017", epochs=1, random_state=3).fit(X, clf.predict(X)[::-1])
+    a, b = clf.save(tmp_path / "a"), other.save(tmp_path / "b")
+    target = clf.save(tmp_path / "target")
+    answers = [clf.predict_proba(X[:8]), other.predict_proba(X[:8])]
+    assert not np.array_equal(*answers)
+    root = Path(__file__).resolve().parents[2]
+    rng = np.random.default_rng(17)
+    for _ in range(2):
+        proc = subprocess.Popen([sys.executable, "-c", _SAVER, str(a), str(b), str(target)],
+                                stdout=subprocess.PIPE, text=True, cwd=root,
+                                env={**os.environ, "PYTHONPATH": str(root),
+                                     "TF_CPP_MIN_LOG_LEVEL": "3"})
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(float(rng.uniform(0.2, 1.5)))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        p = load_cnn(target).predict_proba(X[:8])  # load_cnn checks weights vs metadata
+        assert any(np.array_equal(p, q) for q in answers)
+        assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [
+            "a", "b", "target"]
+
+
 def test_same_seed_same_model():
     X, y = _separable(np.random.default_rng(5), n=80)
     kw = dict(arch="mahabal2017", epochs=2, batch_size=16, random_state=11)
