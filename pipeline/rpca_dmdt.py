@@ -846,7 +846,7 @@ def save_rpca(model: DmDtRPCA, path: str | os.PathLike[str],
     }
     for i, comp in enumerate(model.class_components_):
         arrays[f"class_components_{i}"] = comp
-    with atomic_path(path) as tmp:
+    with atomic_path(path, fsync=True) as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, **arrays)
     return Path(path)
