@@ -367,8 +367,8 @@ def cross_validate_cnn(
 
     Writes ``cv_results.json`` (all reports, per-fold times and epochs),
     ``cv_results.md`` (summary table, then each run's report) and
-    ``oof_predictions.parquet`` (``object_id``, ``label``, ``fold``, and one
-    predicted-label column per run) into ``outdir``.
+    ``oof_predictions.parquet`` (lcpipe's prediction schema, split ``'cv'``, one
+    row per object and run, ``model`` = the run's name) into ``outdir``.
 
     Parameters
     ----------
@@ -394,6 +394,7 @@ def cross_validate_cnn(
     from pipeline.lightcurves import read_lightcurves
 
     from .evaluation import cross_validate, format_report, metrics_report, stratified_folds
+    from .predictions import class_columns, new_run_id, prediction_frame, write_predictions
 
     config = config or CNNTrainConfig()
     if not runs:
@@ -422,8 +423,8 @@ def cross_validate_cnn(
     folds = stratified_folds(y, n_splits=n_splits, seed=fold_seed)
 
     results: list[dict[str, Any]] = []
-    preds: dict[str, np.ndarray] = {}
-    fold_of = np.zeros(len(y), dtype=np.int64)
+    preds: dict[str, pd.DataFrame] = {}
+    run_id = new_run_id("cnn-cv")
     for r in runs:
         fit_params: dict[str, Any] = {"input_meta": data.meta[r.representation]}
         if r.augment:
@@ -438,13 +439,14 @@ def cross_validate_cnn(
 
         oof = cross_validate(config.estimator(r.arch), data.X[r.representation], y, folds,
                              fit_params=fit_params, fold_callback=_epochs, log=_log)
-        fold_of = oof.fold
         report = metrics_report(y, oof.y_pred.astype(str), cls)
         results.append({"run": r.name, **asdict(r), "report": report,
                         "fit_seconds": [round(x, 2) for x in oof.fit_seconds],
                         "epochs": [e for e, _ in oof.fold_extras],
                         "best_epoch": [b for _, b in oof.fold_extras]})
-        preds[r.name] = oof.y_pred.astype(str)
+        preds[r.name] = prediction_frame(
+            ids, r.name, cls, class_columns(oof.proba, oof.classes, cls), run_id=run_id,
+            split="cv", fold=oof.fold, true_class=y)
 
     out = Path(outdir)
     summary = {
@@ -459,12 +461,10 @@ def cross_validate_cnn(
         "runs": results,
     }
     write_json_atomic(summary, out / "cv_results.json")
-    table = {"object_id": ids, "label": y, "fold": fold_of}
-    table.update({f"pred:{k}": v for k, v in preds.items()})
-    write_parquet_atomic(pa.Table.from_pandas(pd.DataFrame(table), preserve_index=False),
-                         out / "oof_predictions.parquet",
-                         metadata={"lcpipe.cnn_cv": {"classes": cls, "n_splits": n_splits,
-                                                     "fold_seed": fold_seed}})
+    write_predictions(pd.concat(list(preds.values()), ignore_index=True),
+                      out / "oof_predictions.parquet",
+                      metadata={"lcpipe.cnn_cv": {"classes": cls, "n_splits": n_splits,
+                                                  "fold_seed": fold_seed}})
     md = [f"# CNN {n_splits}-fold CV: {len(cls)} classes, {len(y)} objects", "",
           cv_summary_table(summary), ""]
     md += [format_report(res["report"], title=res["run"]) for res in results]

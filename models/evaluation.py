@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 __all__ = [
     "OOFResult",
@@ -39,6 +40,7 @@ __all__ = [
     "metric_rows",
     "confusion_rows",
     "format_report",
+    "reliability",
 ]
 
 #: One fold: (train indices, test indices) into the sample axis.
@@ -447,3 +449,49 @@ def confusion_rows(y_true: Sequence[Any], y_pred: Sequence[Any], classes: Sequen
                           labels=labels)
     return [{"true_class": t, "predicted_class": p, "count": int(cm[i, j])}
             for i, t in enumerate(labels) for j, p in enumerate(labels)]
+
+
+def reliability(y_true: Sequence[Any], proba: np.ndarray, classes: Sequence[Any],
+                n_bins: int = 10) -> tuple[float, pd.DataFrame]:
+    """Expected calibration error and reliability-diagram data of the top-class probability.
+
+    Objects are binned by their top probability (``n_bins`` equal bins on [0, 1], the
+    last one closed); in each bin the mean top probability (confidence) is compared
+    with the fraction of correct answers (accuracy). ECE is the mean of
+    ``|accuracy - confidence|`` over bins weighted by their counts (Guo et al. 2017).
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n,)
+        True classes.
+    proba : ndarray of shape (n, n_classes)
+        Class probabilities, columns in ``classes`` order.
+    classes : sequence
+        Class names.
+    n_bins : int
+        Number of confidence bins.
+
+    Returns
+    -------
+    (float, pandas.DataFrame)
+        ECE (probability units, 0 = calibrated) and one row per non-empty bin:
+        ``bin_low``, ``bin_high``, ``n``, ``confidence``, ``accuracy``.
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    y = np.asarray(y_true).astype(str)
+    top = proba.argmax(axis=1)
+    conf = proba[np.arange(len(proba)), top]
+    correct = np.asarray([str(c) for c in classes], dtype=object)[top] == y
+    b = np.minimum((conf * n_bins).astype(np.int64), n_bins - 1)
+    rows = []
+    ece = 0.0
+    for k in range(n_bins):
+        m = b == k
+        if not m.any():
+            continue
+        acc, cf = float(correct[m].mean()), float(conf[m].mean())
+        ece += m.sum() / len(y) * abs(acc - cf)
+        rows.append({"bin_low": k / n_bins, "bin_high": (k + 1) / n_bins, "n": int(m.sum()),
+                     "confidence": cf, "accuracy": acc})
+    return float(ece), pd.DataFrame(rows, columns=["bin_low", "bin_high", "n", "confidence",
+                                                   "accuracy"])

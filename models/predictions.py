@@ -25,6 +25,7 @@ __all__ = [
     "PREDICTIONS_METADATA_KEY",
     "new_run_id",
     "prediction_frame",
+    "class_columns",
     "with_agreement",
     "write_predictions",
     "read_predictions",
@@ -108,6 +109,18 @@ def prediction_frame(object_id: Sequence[Any], model: str, classes: Sequence[Any
         frame[f"prob_{c}"] = proba[:, j] if proba is not None else np.nan
     frame["models_agree"] = pd.array([None] * n, dtype="boolean")
     return frame
+
+
+def class_columns(proba: np.ndarray | None, have: Any, classes: list[str]) -> np.ndarray | None:
+    """Probability columns in ``classes`` order (a class the model lacks gets 0)."""
+    if proba is None:
+        return None
+    have = [str(c) for c in have]
+    if have == classes:
+        return proba
+    out = np.zeros((len(proba), len(classes)))
+    out[:, [classes.index(c) for c in have]] = proba
+    return out
 
 
 def with_agreement(frame: pd.DataFrame) -> pd.DataFrame:

@@ -423,7 +423,7 @@ def evaluate_model(kind: str, paths: dict[str, str], split_path: str | os.PathLi
         ``model`` and ``predictions`` paths, ``fit_seconds``.
     """
     from .evaluation import cross_validate
-    from .predictions import prediction_frame, write_predictions
+    from .predictions import class_columns, prediction_frame, write_predictions
 
     wd = Path(workdir)
     split = read_split(split_path)
@@ -438,7 +438,7 @@ def evaluate_model(kind: str, paths: dict[str, str], split_path: str | os.PathLi
     ids, m_classes, proba, pred, _ = predict_model(kind, model, meta, paths,
                                                    test["object_id"].to_numpy().astype(str),
                                                    settings)
-    frames = [prediction_frame(ids, kind, classes, _full_proba(proba, m_classes, classes),
+    frames = [prediction_frame(ids, kind, classes, class_columns(proba, m_classes, classes),
                                pred, run_id=run_id, split="test",
                                true_class=test["label"].to_numpy())]
     train = split[split["split"] == "train"].reset_index(drop=True)
@@ -459,22 +459,10 @@ def evaluate_model(kind: str, paths: dict[str, str], split_path: str | os.PathLi
                              fit_params={"input_meta": in_meta} if kind == "cnn" else None)
         frames.append(prediction_frame(
             tr_ids, kind, classes,
-            None if oof.proba is None else _full_proba(oof.proba, oof.classes, classes),
+            None if oof.proba is None else class_columns(oof.proba, oof.classes, classes),
             oof.y_pred, run_id=run_id, split="cv", fold=oof.fold, true_class=y))
     pred_path = wd / f"{kind}.predictions.parquet"
     write_predictions(pd.concat(frames, ignore_index=True), pred_path,
                       metadata={"model": kind, "trained_on": "training part"})
     return {"model": str(model_path), "predictions": str(pred_path),
             "fit_seconds": round(fit_seconds, 2)}
-
-
-def _full_proba(proba: np.ndarray | None, have: Any, classes: list[str]) -> np.ndarray | None:
-    """Probability columns in ``classes`` order (a class the model lacks gets 0)."""
-    if proba is None:
-        return None
-    have = [str(c) for c in have]
-    if have == classes:
-        return proba
-    out = np.zeros((len(proba), len(classes)))
-    out[:, [classes.index(c) for c in have]] = proba
-    return out

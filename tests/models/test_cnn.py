@@ -414,10 +414,16 @@ def test_cross_validate_cnn_outputs(lc_files, lcs_and_labels, tmp_path):
     assert len(lines) == 2 and s["n_objects"] == len(labels)
     rep = s["runs"][0]["report"]
     assert rep["classes"] == ["const", "var"] and rep["accuracy"] > 0.8
-    oof = pd.read_parquet(tmp_path / "cv" / "oof_predictions.parquet")
+    from models.predictions import read_predictions
+
+    oof, _ = read_predictions(tmp_path / "cv" / "oof_predictions.parquet")
     assert list(oof["object_id"]) == sorted(labels.index)
     assert sorted(oof["fold"].unique()) == [0, 1]
-    assert np.mean(oof["pred:paper/mahabal2017+aug1"] == oof["label"]) == rep["accuracy"]
+    assert set(oof["model"]) == {"paper/mahabal2017+aug1"} and set(oof["split"]) == {"cv"}
+    assert np.mean(oof["predicted_class"] == oof["true_class"]) == rep["accuracy"]
+    probs = oof[["prob_const", "prob_var"]].to_numpy()
+    np.testing.assert_array_equal(oof["predicted_class"],
+                                  np.array(["const", "var"])[probs.argmax(axis=1)])
     assert "| paper/mahabal2017+aug1 |" in (tmp_path / "cv" / "cv_results.md").read_text()
 
 
