@@ -407,8 +407,8 @@ def metric_rows(y_true: Sequence[Any], y_pred: Sequence[Any], classes: Sequence[
     -------
     list of dict
         Keys ``class``, ``precision``, ``recall``, ``f1``, ``support``,
-        ``accuracy``, ``balanced_accuracy``, ``log_loss``; per-class rows have
-        None for the last three; the overall row has macro averages of
+        ``accuracy``, ``balanced_accuracy``, ``log_loss``, ``ece`` (:func:`reliability`,
+        10 bins); per-class rows have None for the last four; the overall row has macro averages of
         precision, recall and F1 and ``support`` = number of samples.
     """
     from sklearn.metrics import log_loss, precision_recall_fscore_support
@@ -419,17 +419,19 @@ def metric_rows(y_true: Sequence[Any], y_pred: Sequence[Any], classes: Sequence[
     prec, rec, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0)
     rows = [{"class": c, "precision": float(p), "recall": float(r), "f1": float(f),
-             "support": int(s), "accuracy": None, "balanced_accuracy": None, "log_loss": None}
+             "support": int(s), "accuracy": None, "balanced_accuracy": None, "log_loss": None,
+             "ece": None}
             for c, p, r, f, s in zip(labels, prec, rec, f1, support, strict=True)]
     rep = metrics_report(y_true, y_pred, labels)
-    ll = None
+    ll = ece = None
     if proba is not None and len(y_true) and np.isin(y_true, labels).all():
         p = np.clip(np.asarray(proba, dtype=np.float64), 1e-15, 1.0)
         ll = float(log_loss(y_true, p / p.sum(axis=1, keepdims=True), labels=labels))
+        ece = reliability(y_true, proba, labels)[0]
     rows.append({"class": "__overall__", "precision": float(np.mean(prec)),
                  "recall": float(np.mean(rec)), "f1": rep["macro_f1"],
                  "support": int(len(y_true)), "accuracy": rep["accuracy"],
-                 "balanced_accuracy": rep["balanced_accuracy"], "log_loss": ll})
+                 "balanced_accuracy": rep["balanced_accuracy"], "log_loss": ll, "ece": ece})
     return rows
 
 

@@ -59,7 +59,8 @@ def write_evaluation_reports(report_dir: str | os.PathLike[str], run_id: str,
                              classes: Sequence[str],
                              rpca_model: str | os.PathLike[str] | None = None
                              ) -> dict[str, Any]:
-    """Write the predictions, metrics and confusion tables of a run, and confusion PNGs.
+    """Write the predictions, metrics, confusion and calibration tables of a run, and PNGs
+    (confusion per model and split, reliability per split).
 
     Parameters
     ----------
@@ -82,9 +83,14 @@ def write_evaluation_reports(report_dir: str | os.PathLike[str], run_id: str,
     dict
         Paths of the tables and figures, and the overall metric rows.
     """
-    from pipeline.reports import figure_path, plot_confusion, write_report_table
+    from pipeline.reports import (
+        figure_path,
+        plot_confusion,
+        plot_reliability,
+        write_report_table,
+    )
 
-    from .evaluation import confusion_rows, metric_rows
+    from .evaluation import confusion_rows, metric_rows, reliability
     from .predictions import read_predictions, with_agreement
 
     classes = [str(c) for c in classes]
@@ -92,11 +98,14 @@ def write_evaluation_reports(report_dir: str | os.PathLike[str], run_id: str,
                                     ignore_index=True))
     pred["run_id"] = run_id
     prob_cols = [f"prob_{c}" for c in classes]
-    metrics, confusion, figures = [], [], []
+    metrics, confusion, figures, calibration = [], [], [], []
     for (model, split), g in pred.groupby(["model", "split"], sort=True):
         proba = None if g["probability"].isna().all() else g[prob_cols].to_numpy(np.float64)
         for row in metric_rows(g["true_class"], g["predicted_class"], classes, proba):
             metrics.append({"run_id": run_id, "model": model, "split": split, **row})
+        if proba is not None and g["true_class"].notna().all():
+            rel = reliability(g["true_class"], proba, classes)[1]
+            calibration.append(rel.assign(run_id=run_id, model=model, split=split))
         rows = confusion_rows(g["true_class"], g["predicted_class"], classes)
         confusion += [{"run_id": run_id, "model": model, "split": split, **r} for r in rows]
         cm = np.array([r["count"] for r in rows]).reshape(len(classes), len(classes))
@@ -104,6 +113,13 @@ def write_evaluation_reports(report_dir: str | os.PathLike[str], run_id: str,
                                           figure_path(report_dir, run_id,
                                                       f"confusion_{model}_{split}.png"),
                                           f"{model}, {split} ({len(g)} objects)")))
+    calibration = (pd.concat(calibration, ignore_index=True) if calibration else
+                   pd.DataFrame(columns=["run_id", "model", "split", "bin_low", "bin_high", "n",
+                                         "confidence", "accuracy"]))
+    for split, g in calibration.groupby("split", sort=True):
+        figures.append(str(plot_reliability(
+            g, figure_path(report_dir, run_id, f"reliability_{split}.png"),
+            f"reliability, {split} (run {run_id})")))
     if rpca_model is not None:
         from pipeline.rpca_dmdt import load_rpca, write_rpca_templates
 
@@ -117,6 +133,7 @@ def write_evaluation_reports(report_dir: str | os.PathLike[str], run_id: str,
                                           pd.DataFrame(metrics))),
         "confusion": str(write_report_table(report_dir, "confusion", run_id,
                                             pd.DataFrame(confusion))),
+        "calibration": str(write_report_table(report_dir, "calibration", run_id, calibration)),
         "figures": figures,
         "overall": [m for m in metrics if m["class"] == "__overall__"],
     }

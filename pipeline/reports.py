@@ -48,12 +48,13 @@ __all__ = [
     "latest_run_id",
     "figure_path",
     "plot_confusion",
+    "plot_reliability",
     "comparison_markdown",
 ]
 
-REPORT_SCHEMA_VERSION = "1.0"
+REPORT_SCHEMA_VERSION = "1.1"
 METADATA_KEY = "lcpipe.report"
-TABLES: tuple[str, ...] = ("runs", "metrics", "confusion", "predictions")
+TABLES: tuple[str, ...] = ("runs", "metrics", "confusion", "predictions", "calibration")
 
 _OVERALL = "__overall__"
 _SPLITS: tuple[str, ...] = ("train", "cv", "test")
@@ -99,6 +100,7 @@ _FIELDS: dict[str, tuple[tuple[str, pa.DataType, bool], ...]] = {
         ("accuracy", pa.float64(), True),
         ("balanced_accuracy", pa.float64(), True),
         ("log_loss", pa.float64(), True),
+        ("ece", pa.float64(), True),  # 1.1
     ),
     "confusion": (
         ("run_id", pa.string(), False),
@@ -118,10 +120,20 @@ _FIELDS: dict[str, tuple[tuple[str, pa.DataType, bool], ...]] = {
         ("predicted_class", pa.string(), False),
         ("probability", pa.float64(), True),
     ),
+    "calibration": (  # 1.1
+        ("run_id", pa.string(), False),
+        ("model", pa.string(), False),
+        ("split", pa.string(), False),
+        ("bin_low", pa.float64(), False),
+        ("bin_high", pa.float64(), False),
+        ("n", pa.int64(), False),
+        ("confidence", pa.float64(), False),
+        ("accuracy", pa.float64(), False),
+    ),
 }
 _PREDICTIONS_TAIL = (("models_agree", pa.bool_(), True),)
 _JSON_COLUMNS = {"parameters": None, "package_versions": dict, "stage_seconds": dict}
-_OVERALL_ONLY = ("accuracy", "balanced_accuracy", "log_loss")
+_OVERALL_ONLY = ("accuracy", "balanced_accuracy", "log_loss", "ece")
 _PANDAS_TYPES = {
     pa.int64(): pd.Int64Dtype(),
     pa.int32(): pd.Int32Dtype(),
@@ -134,7 +146,7 @@ def table_schema(table: str, classes: Sequence[str] | None = None) -> pa.Schema:
 
     Parameters
     ----------
-    table : {'runs', 'metrics', 'confusion', 'predictions'}
+    table : {'runs', 'metrics', 'confusion', 'predictions', 'calibration'}
         Table name.
     classes : sequence of str, optional
         Class names, in column order. Required by ``predictions`` (one nullable float64
@@ -184,7 +196,7 @@ def write_report_table(
     ----------
     report_dir : path-like
         Report directory (created if needed).
-    table : {'runs', 'metrics', 'confusion', 'predictions'}
+    table : {'runs', 'metrics', 'confusion', 'predictions', 'calibration'}
         Table name.
     run_id : str
         Run identifier: a letter followed by letters, digits, ``_``, ``.`` or ``-``
@@ -268,7 +280,7 @@ def read_report(
     ----------
     report_dir : path-like
         Report directory.
-    table : {'runs', 'metrics', 'confusion', 'predictions'}
+    table : {'runs', 'metrics', 'confusion', 'predictions', 'calibration'}
         Table name.
     run_id : str, optional
         Read only this run. Default: every run.
@@ -453,6 +465,46 @@ def plot_confusion(
     return Path(path)
 
 
+def plot_reliability(rows: pd.DataFrame, path: str | os.PathLike[str], title: str) -> Path:
+    """Draw reliability diagrams (accuracy against confidence) of several models as a PNG.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        Rows of the ``calibration`` table: ``model``, ``n``, ``confidence``, ``accuracy``.
+    path : path-like
+        Destination PNG file (parent created), written atomically.
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    Path
+        ``path``: one line per model (marker area proportional to the bin's objects) and
+        the diagonal of a calibrated model.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 5.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="calibrated")
+    for model, g in rows.groupby("model", sort=True):
+        size = 200 * g["n"].to_numpy() / max(int(rows["n"].max()), 1)
+        line, = ax.plot(g["confidence"], g["accuracy"], lw=1.2, label=str(model))
+        ax.scatter(g["confidence"], g["accuracy"], s=size, color=line.get_color(), alpha=0.6)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("probability of the predicted class (bin mean)")
+    ax.set_ylabel("fraction correct")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    return Path(path)
+
+
 def comparison_markdown(report_dir: str | os.PathLike[str], run_id: str | None = None) -> str:
     """Summarise one run's models as Markdown tables.
 
@@ -467,7 +519,8 @@ def comparison_markdown(report_dir: str | os.PathLike[str], run_id: str | None =
     -------
     str
         A heading; a table with one row per (split, model): split, model, n (objects),
-        accuracy, balanced accuracy, macro-F1 and log loss (3 decimals, ``-`` for null),
+        accuracy, balanced accuracy, macro-F1, log loss and expected calibration error
+        (3 decimals, ``-`` for null),
         sorted by split, then accuracy descending; then a table of per-class recall with
         one column per model, for the ``test`` split if present, else the first split.
 
@@ -490,9 +543,10 @@ def comparison_markdown(report_dir: str | os.PathLike[str], run_id: str | None =
                                   na_position="last", kind="stable")
     lines = [f"## Model comparison: run `{run_id}`", ""]
     lines += _markdown_table(
-        ["split", "model", "n", "accuracy", "balanced accuracy", "macro-F1", "log loss"],
+        ["split", "model", "n", "accuracy", "balanced accuracy", "macro-F1", "log loss",
+         "ECE"],
         [[r.split, r.model, _fmt_int(r.support), _fmt(r.accuracy), _fmt(r.balanced_accuracy),
-          _fmt(r.f1), _fmt(r.log_loss)] for r in overall.itertuples(index=False)],
+          _fmt(r.f1), _fmt(r.log_loss), _fmt(r.ece)] for r in overall.itertuples(index=False)],
         n_text=2,
     )
     per_class = metrics[metrics["class"] != _OVERALL]
@@ -583,7 +637,7 @@ def _check_rows(table: str, columns: dict[str, pa.ChunkedArray]) -> None:
                 raise ConfigError(f"runs table: column {name!r} is not JSON ({exc})") from exc
             if kind is not None and not isinstance(value, kind):
                 raise ConfigError(f"runs table: column {name!r} must be a JSON object")
-    if table in ("metrics", "confusion"):
+    if table in ("metrics", "confusion", "calibration"):
         bad = sorted(set(values("split")) - set(_SPLITS))
         if bad:
             raise ConfigError(f"{table} table: split {bad[0]!r} is not one of {_SPLITS}")
@@ -676,7 +730,9 @@ def _read_files(files: Sequence[Path], table: str, engine: str) -> pa.Table:
         classes = [n[len(_PROB_PREFIX):] for n in data.column_names if n.startswith(_PROB_PREFIX)]
     schema = table_schema(table, classes)
     extra = [n for n in data.column_names if n not in schema.names]  # newer minor versions
-    arrays = [data.column(f.name).cast(f.type) for f in schema]
+    # columns added by a later minor version are null in older files
+    arrays = [data.column(f.name).cast(f.type) if f.name in data.column_names
+              else pa.nulls(data.num_rows, f.type) for f in schema]
     arrays += [data.column(n) for n in extra]
     names = schema.names + extra
     return pa.Table.from_arrays(arrays, names=names).replace_schema_metadata(None)

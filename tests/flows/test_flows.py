@@ -219,6 +219,25 @@ def test_report_metrics_equal_duckdb_recomputation(first_run: Run) -> None:
     pd.testing.assert_frame_equal(nonzero, grouped.sort_values(key).reset_index(drop=True),
                                   check_dtype=False)
 
+    # calibration bins recomputed in SQL from the predictions' top probability
+    cal = _table(rd, "calibration")
+    bins = _sql(f"""
+        SELECT model, least(floor(probability * 10), 9) / 10 AS bin_low, count(*) AS n,
+               avg(probability) AS confidence,
+               avg(CAST(predicted_class = true_class AS DOUBLE)) AS accuracy
+        FROM {pred} WHERE {where} AND probability IS NOT NULL GROUP BY ALL
+        ORDER BY model, bin_low""", run_id)
+    got = _sql(f"SELECT model, bin_low, n, confidence, accuracy FROM {cal} WHERE {where} "
+               "ORDER BY model, bin_low", run_id)
+    pd.testing.assert_frame_equal(got, bins, check_dtype=False)
+    assert set(got["model"]) == set(MODELS) - {"rpca_nearest"}
+    for m, g in got.groupby("model"):
+        ece = float((g["n"] * (g["accuracy"] - g["confidence"]).abs()).sum() / g["n"].sum())
+        rep = metrics[(metrics["model"] == m) & (metrics["class"] == "__overall__")]
+        assert rep["ece"].iloc[0] == pytest.approx(ece)
+        assert (figures := rd / "figures" / f"run_id={run_id}" / "reliability_test.png").is_file()
+        assert figures.read_bytes()[:4] == b"\x89PNG"
+
 
 # ----------------------------------------------------------------------------- 3. cache
 

@@ -84,11 +84,13 @@ def metrics_frame(run_id: str) -> pd.DataFrame:
                 ps.append(p), rs.append(r), fs.append(_f1(p, r))
                 rows.append(dict(run_id=run_id, model=model, split=split, **{"class": cls},
                                  precision=p, recall=r, f1=_f1(p, r), support=SUPPORT,
-                                 accuracy=None, balanced_accuracy=None, log_loss=None))
+                                 accuracy=None, balanced_accuracy=None, log_loss=None,
+                                 ece=None))
             rows.append(dict(run_id=run_id, model=model, split=split, **{"class": "__overall__"},
                              precision=np.mean(ps), recall=np.mean(rs), f1=np.mean(fs),
                              support=SUPPORT * len(recall), accuracy=acc,
-                             balanced_accuracy=bacc, log_loss=ll))
+                             balanced_accuracy=bacc, log_loss=ll,
+                             ece=None if ll is None else round(ll / 10, 4)))
     return pd.DataFrame(rows)
 
 
@@ -143,6 +145,20 @@ def predictions_frame(run_id: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def calibration_frame(run_id: str) -> pd.DataFrame:
+    """Reliability rows: two confidence bins per (split, model) with probabilities."""
+    rows = []
+    for split, models in RECALLS[run_id].items():
+        for model, (_r, acc, _b, ll) in models.items():
+            if ll is None:
+                continue
+            rows += [dict(run_id=run_id, model=model, split=split, bin_low=0.6, bin_high=0.7,
+                          n=10, confidence=0.65, accuracy=acc - 0.1),
+                     dict(run_id=run_id, model=model, split=split, bin_low=0.9, bin_high=1.0,
+                          n=20, confidence=0.95, accuracy=acc)]
+    return pd.DataFrame(rows)
+
+
 def runs_frame(run_id: str) -> pd.DataFrame:
     started = pd.Timestamp(STARTED[run_id], tz="UTC")
     return pd.DataFrame([dict(
@@ -161,6 +177,7 @@ def write_run(report_dir: Path, run_id: str) -> None:
     """Write one run in the documented order: metrics, confusion, predictions, runs last."""
     write_report_table(report_dir, "metrics", run_id, metrics_frame(run_id))
     write_report_table(report_dir, "confusion", run_id, confusion_frame(run_id))
+    write_report_table(report_dir, "calibration", run_id, calibration_frame(run_id))
     if run_id in PREDICTED:
         write_report_table(report_dir, "predictions", run_id, predictions_frame(run_id),
                            classes=CLASSES[run_id])
@@ -215,7 +232,9 @@ def test_table_schema_types():
     assert pred.field("models_agree").type == pa.bool_()
     assert table_schema("metrics").names == [
         "run_id", "model", "split", "class", "precision", "recall", "f1", "support",
-        "accuracy", "balanced_accuracy", "log_loss"]
+        "accuracy", "balanced_accuracy", "log_loss", "ece"]
+    assert table_schema("calibration").names == [
+        "run_id", "model", "split", "bin_low", "bin_high", "n", "confidence", "accuracy"]
     with pytest.raises(ConfigError, match="classes"):
         table_schema("predictions")
     with pytest.raises(ConfigError, match="per-class"):
@@ -262,7 +281,7 @@ def test_read_report_runs_and_metrics(report):
     pd.testing.assert_frame_equal(
         m.drop(columns="support").reset_index(drop=True),
         metrics_frame("train-a").drop(columns="support").astype({
-            "accuracy": float, "balanced_accuracy": float, "log_loss": float}),
+            "accuracy": float, "balanced_accuracy": float, "log_loss": float, "ece": float}),
         check_dtype=False)
     assert (m["support"] == SUPPORT).sum() == 9
 
@@ -363,6 +382,22 @@ def test_other_major_version_is_refused(tmp_path):
     pq.write_table(table.replace_schema_metadata(None), path)
     with pytest.raises(InputError, match="not an lcpipe report file"):
         read_report(tmp_path, "metrics")
+
+
+@pytest.mark.parametrize("engine", ["pyarrow", "duckdb"])
+def test_runs_of_version_1_0_read_with_null_ece(tmp_path, engine):
+    """A 1.0 metrics file (no ``ece`` column) beside a 1.1 one: both read, ece null there."""
+    write_run(tmp_path, "train-a")
+    write_run(tmp_path, "train-b")
+    path = tmp_path / "metrics" / "run_id=train-a" / "part-0.parquet"
+    table = pq.read_table(path).drop_columns(["ece"])
+    meta = {"schema_version": "1.0", "table": "metrics", "run_id": "train-a"}
+    pq.write_table(table.replace_schema_metadata({METADATA_KEY: json.dumps(meta)}), path)
+    files = sorted((tmp_path / "metrics").glob("run_id=*/*.parquet"))
+    m = reports._read_files(files, "metrics", engine).to_pandas()
+    assert m.loc[m["run_id"] == "train-a", "ece"].isna().all()
+    b = m[(m["run_id"] == "train-b") & (m["class"] == "__overall__")]
+    assert b["ece"].notna().sum() == 2  # the models with a log loss
 
 
 # ------------------------------------------------------------------ write errors
@@ -471,11 +506,11 @@ def test_comparison_markdown(report):
           for m in ("forest", "cnn")}
     f1_cv = np.mean([_f1(_precision(r), r) for r in RECALLS["train-b"]["cv"]["forest"][0].values()])
     assert table[:5] == [
-        "| split | model | n | accuracy | balanced accuracy | macro-F1 | log loss |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
-        f"| cv | forest | 30 | 0.800 | 0.853 | {f1_cv:.3f} | 0.450 |",
-        f"| test | cnn | 30 | 0.900 | 0.900 | {f1['cnn']:.3f} | - |",
-        f"| test | forest | 30 | 0.860 | 0.857 | {f1['forest']:.3f} | 0.400 |",
+        "| split | model | n | accuracy | balanced accuracy | macro-F1 | log loss | ECE |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| cv | forest | 30 | 0.800 | 0.853 | {f1_cv:.3f} | 0.450 | 0.045 |",
+        f"| test | cnn | 30 | 0.900 | 0.900 | {f1['cnn']:.3f} | - | - |",
+        f"| test | forest | 30 | 0.860 | 0.857 | {f1['forest']:.3f} | 0.400 | 0.040 |",
     ]
     assert "### Recall per class (split `test`)" in lines
     assert table[5:] == [
