@@ -160,6 +160,16 @@ def evaluate_task(kind: str, paths: dict[str, str], split: str, settings: TrainS
     return evaluate_model(kind, paths, split, settings, workdir, run_id)
 
 
+@task(name="evaluate-stack", cache_policy=NO_CACHE)
+def stack_task(predictions: dict[str, str], split: str, workdir: Path,
+               run_id: str) -> dict[str, Any]:
+    """Fit the stacked ensemble on the base models' CV predictions
+    (:func:`models.training.evaluate_stack`)."""
+    from models.training import evaluate_stack
+
+    return evaluate_stack(predictions, split, workdir, run_id)
+
+
 @task(name="refit", cache_policy=NO_CACHE, task_run_name="refit-{kind}")
 def fit_task(kind: str, paths: dict[str, str], split: str, settings: TrainSettings,
              out: Path) -> str:

@@ -9,7 +9,9 @@ through the tasks of :mod:`flows.tasks`):
 3. merge the chunks; one stratified split (training part with optional CV
    folds, test part) of the labelled objects, the same for every model;
 4. evaluate each model (forest, CNN, robust-PCA nearest subspace): fit on the
-   training part, predict the test part (and the CV folds);
+   training part, predict the test part (and the CV folds); with CV folds, the
+   stacked ensemble of the forest and the CNN learns from their out-of-fold
+   probabilities;
 5. reports (predictions, metrics, confusion, figures) appended to the report
    directory; the bundle (models refit on all labelled objects by default);
    the ``runs`` row last; a Prefect markdown artifact with the comparison.
@@ -47,6 +49,7 @@ from flows.tasks import (  # noqa: E402
     merge_images_task,
     reports_task,
     split_task,
+    stack_task,
 )
 from models.settings import CNN_PRESETS, TrainSettings  # noqa: E402
 
@@ -88,7 +91,7 @@ def train(data: Path, labels: Path, output: Path,
     from models.bundle import write_bundle
     from models.predictions import new_run_id
     from models.reporting import package_versions, write_run_row
-    from models.training import MODELS, image_grids
+    from models.training import MODELS, STACK_BASES, image_grids
     from pipeline._version import __version__
     from pipeline.hashing import data_hash, file_hash
     from pipeline.reports import comparison_markdown
@@ -164,7 +167,11 @@ def train(data: Path, labels: Path, output: Path,
         evaluated[kind] = evaluate_task(kind, paths, split, settings, work / "models", run_id)
         log.info(f"evaluated {kind} (fit {evaluated[kind]['fit_seconds']} s)")
         watch.lap(f"evaluate_{kind}")
-    rep = reports_task(report_dir, run_id, [evaluated[k]["predictions"] for k in MODELS],
+    if settings.cv_folds:  # the stack learns from the base models' out-of-fold answers
+        evaluated["stack"] = stack_task({b: evaluated[b]["predictions"] for b in STACK_BASES},
+                                        split, work / "models", run_id)
+        watch.lap("evaluate_stack")
+    rep = reports_task(report_dir, run_id, [e["predictions"] for e in evaluated.values()],
                        classes, evaluated["rpca_nearest"]["model"])
     watch.lap("reports")
 
@@ -175,6 +182,8 @@ def train(data: Path, labels: Path, output: Path,
         watch.lap("refit")
     else:
         models = {k: evaluated[k]["model"] for k in MODELS}
+    if "stack" in evaluated:  # fitted on out-of-fold probabilities: the same after a refit
+        models["stack"] = evaluated["stack"]["model"]
     import pyarrow.parquet as pq
 
     sp = pq.read_table(split).to_pandas()

@@ -7,6 +7,7 @@ A bundle is a folder::
     cnn/model.keras    models.cnn.DmDtCNN.save (Keras safe mode)
     cnn/model.json
     rpca_nearest.npz   pipeline.rpca_dmdt.save_rpca (arrays only, no pickle)
+    stack.npz          models.stacking.save_stack (arrays only; runs trained with CV folds)
 
 Every file loads without running code from it. :func:`write_bundle` builds the
 folder under a temporary name and renames it into place, so a killed run
@@ -35,7 +36,8 @@ __all__ = ["BUNDLE_FORMAT", "Bundle", "write_bundle", "load_bundle", "resolve_bu
            "classify_chunk", "SHIPPED_BUNDLES"]
 
 BUNDLE_FORMAT = "lcpipe-bundle/1"
-_FILES = {"forest": "forest.skops", "cnn": "cnn", "rpca_nearest": "rpca_nearest.npz"}
+_FILES = {"forest": "forest.skops", "cnn": "cnn", "rpca_nearest": "rpca_nearest.npz",
+          "stack": "stack.npz"}
 #: Bundles shipped in the package: name -> folder under ``models/data``.
 SHIPPED_BUNDLES = {"crts": "crts_bundle"}
 
@@ -167,7 +169,7 @@ def classify_chunk(bundle_spec: str | os.PathLike[str], chunk: str | os.PathLike
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from .predictions import prediction_frame, with_agreement, write_predictions
+    from .predictions import class_columns, prediction_frame, with_agreement, write_predictions
     from .training import (
         MODEL_INPUT,
         chunk_features,
@@ -192,7 +194,8 @@ def classify_chunk(bundle_spec: str | os.PathLike[str], chunk: str | os.PathLike
         if feats is None:
             paths["features"] = chunk_features(chunk, wd / "features.parquet",
                                                b.info["bands"], n_jobs)
-        for kind in sorted(b.models, key=lambda k: MODEL_INPUT[k] == "features"):
+        singles = [k for k in b.models if k in MODEL_INPUT]
+        for kind in sorted(singles, key=lambda k: MODEL_INPUT[k] == "features"):
             model, meta = load_model_cached(kind, b.model_path(kind))
             if kind == "forest":  # the caller's parallelism, not the training machine's
                 model.n_jobs = model.model_.n_jobs = int(n_jobs)
@@ -208,6 +211,14 @@ def classify_chunk(bundle_spec: str | os.PathLike[str], chunk: str | os.PathLike
             if kind == "rpca_nearest":
                 out["rpca_distances"] = _write_rpca_distances(
                     ids, m_classes, pred, extra, wd / "rpca_distances.parquet", run_id)
+    if "stack" in b.models:
+        from .stacking import base_probabilities
+
+        model, _ = load_model_cached("stack", b.model_path("stack"))
+        ids, X = base_probabilities(by_kind, model.base_models, classes)
+        by_kind["stack"] = prediction_frame(
+            ids, "stack", classes, class_columns(model.predict_proba(X), model.classes_, classes),
+            run_id=run_id, split="classify")
     frames = [by_kind[k] for k in b.models]  # the bundle's order, whatever ran first
     out["predictions"] = str(write_predictions(with_agreement(pd.concat(frames,
                                                                         ignore_index=True)),

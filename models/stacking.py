@@ -26,7 +26,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from pipeline.errors import InputError
 
-__all__ = ["StackedClassifier", "stack_inputs", "save_stack", "load_stack", "STACK_FORMAT"]
+__all__ = ["StackedClassifier", "stack_inputs", "base_probabilities", "save_stack", "load_stack",
+           "STACK_FORMAT"]
 
 STACK_FORMAT = "lcpipe-stack/1"
 
@@ -44,6 +45,55 @@ def stack_inputs(probas: Sequence[np.ndarray]) -> np.ndarray:
     ndarray of shape (n, n_models * n_classes)
     """
     return np.hstack([np.asarray(p, dtype=np.float64) for p in probas])
+
+
+def base_probabilities(frames: dict[str, Any], bases: Sequence[str], classes: Sequence[str],
+                       object_ids: Sequence[str] | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """The stack's input from prediction tables of its base models.
+
+    Parameters
+    ----------
+    frames : dict
+        Base model name -> rows of lcpipe's prediction schema (one split).
+    bases : sequence of str
+        Base models, in the stack's column order.
+    classes : sequence of str
+        Classes, in the order of the probability columns.
+    object_ids : sequence of str, optional
+        Objects wanted, in this order; default: the objects every base model predicted,
+        in the first base model's order.
+
+    Returns
+    -------
+    (ndarray of str, ndarray of shape (n, n_bases * n_classes))
+        Object ids and :func:`stack_inputs` of their probabilities.
+
+    Raises
+    ------
+    InputError
+        A base model is missing, or lacks a wanted object.
+    """
+    import pandas as pd
+
+    cols = [f"prob_{c}" for c in classes]
+    missing = [b for b in bases if b not in frames]
+    if missing:
+        raise InputError("stack", f"no predictions of its base model(s) {', '.join(missing)}")
+    by = {b: frames[b].drop_duplicates("object_id").set_index("object_id") for b in bases}
+    if object_ids is None:
+        ids = pd.Index(by[bases[0]].index)
+        for b in bases[1:]:
+            ids = ids[ids.isin(by[b].index)]
+    else:
+        ids = pd.Index(np.asarray(object_ids).astype(str))
+    for b in bases:
+        lost = ~ids.isin(by[b].index)
+        if lost.any():
+            raise InputError(f"{b} predictions", "object missing from a base model of the stack",
+                             object_id=ids[np.argmax(lost)])
+    X = stack_inputs([by[b].loc[ids, cols].to_numpy(np.float64) for b in bases])
+    return ids.to_numpy().astype(str), X
 
 
 class StackedClassifier(ClassifierMixin, BaseEstimator):

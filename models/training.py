@@ -45,10 +45,14 @@ __all__ = [
     "load_model_cached",
     "predict_model",
     "evaluate_model",
+    "STACK_BASES",
+    "evaluate_stack",
 ]
 
 #: Model names, in report order.
 MODELS: tuple[str, ...] = ("forest", "cnn", "rpca_nearest")
+#: Base models of the stacked ensemble ``stack`` (trained when the run cross-validates).
+STACK_BASES: tuple[str, ...] = ("forest", "cnn")
 #: dm-dt grid of the robust-PCA decomposition (Mahabal et al. 2017: 22 dm x 24 dt).
 RPCA_GRID = "mahabal2017"
 
@@ -378,6 +382,10 @@ def load_model(kind: str, path: str | os.PathLike[str]) -> tuple[Any, dict[str, 
 
         est = load_cnn(path)
         return est, {"input_meta": est.input_meta_, "training_data_hash": est.training_hash_}
+    if kind == "stack":
+        from .stacking import load_stack
+
+        return load_stack(path)
     from pipeline.rpca_dmdt import load_rpca
 
     return load_rpca(path)
@@ -464,5 +472,67 @@ def evaluate_model(kind: str, paths: dict[str, str], split_path: str | os.PathLi
     pred_path = wd / f"{kind}.predictions.parquet"
     write_predictions(pd.concat(frames, ignore_index=True), pred_path,
                       metadata={"model": kind, "trained_on": "training part"})
+    return {"model": str(model_path), "predictions": str(pred_path),
+            "fit_seconds": round(fit_seconds, 2)}
+
+
+def evaluate_stack(predictions: dict[str, str], split_path: str | os.PathLike[str],
+                   workdir: str | os.PathLike[str], run_id: str) -> dict[str, Any]:
+    """Fit the stacked ensemble on the base models' out-of-fold probabilities.
+
+    The meta-model (:class:`models.stacking.StackedClassifier`) is fitted on the CV
+    predictions (split 'cv') of :data:`STACK_BASES` over the training part, and predicts
+    the test part from their test predictions. Its own CV predictions come from a
+    meta-model per fold fitted on the other folds (the same folds).
+
+    Parameters
+    ----------
+    predictions : dict
+        Base model -> its :func:`evaluate_model` prediction file (with split 'cv').
+
+    Returns
+    -------
+    dict
+        ``model`` (``<workdir>/stack.npz``), ``predictions``
+        (``<workdir>/stack.predictions.parquet``), ``fit_seconds``.
+    """
+    from .evaluation import cross_validate
+    from .predictions import class_columns, prediction_frame, read_predictions, write_predictions
+    from .stacking import StackedClassifier, base_probabilities, save_stack
+
+    wd = Path(workdir)
+    split = read_split(split_path)
+    classes = _classes_of(split)
+    frames = {b: read_predictions(predictions[b])[0] for b in STACK_BASES}
+    train = split[split["split"] == "train"].sort_values("object_id")
+    if train["fold"].isna().any():
+        raise InputError(split_path, "the stack needs CV folds of the training part "
+                         "(set cv_folds)")
+    t0 = time.perf_counter()
+    cv = {b: f[f["split"] == "cv"] for b, f in frames.items()}
+    ids, X = base_probabilities(cv, STACK_BASES, classes,
+                                train["object_id"].to_numpy().astype(str))
+    y = train["label"].to_numpy().astype(str)
+    est = StackedClassifier(base_models=list(STACK_BASES)).fit(X, y)
+    model_path = save_stack(est, wd / "stack.npz", extra={
+        "classes": classes, "trained_on": "out-of-fold probabilities of the training part"})
+    fit_seconds = time.perf_counter() - t0
+    test = split[split["split"] == "test"]
+    te = {b: f[f["split"] == "test"] for b, f in frames.items()}
+    te_ids, X_te = base_probabilities(te, STACK_BASES, classes,
+                                      test["object_id"].to_numpy().astype(str))
+    out = [prediction_frame(te_ids, "stack", classes,
+                            class_columns(est.predict_proba(X_te), est.classes_, classes),
+                            run_id=run_id, split="test", true_class=test["label"].to_numpy())]
+    fold = train["fold"].to_numpy(dtype=np.int64)
+    folds = [(np.flatnonzero(fold != k), np.flatnonzero(fold == k))
+             for k in range(int(fold.max()) + 1)]
+    oof = cross_validate(StackedClassifier(base_models=list(STACK_BASES)), X, y, folds)
+    out.append(prediction_frame(ids, "stack", classes,
+                                class_columns(oof.proba, oof.classes, classes), run_id=run_id,
+                                split="cv", fold=oof.fold, true_class=y))
+    pred_path = wd / "stack.predictions.parquet"
+    write_predictions(pd.concat(out, ignore_index=True), pred_path,
+                      metadata={"model": "stack", "trained_on": "training part"})
     return {"model": str(model_path), "predictions": str(pred_path),
             "fit_seconds": round(fit_seconds, 2)}

@@ -297,7 +297,7 @@ def test_cv_folds_give_the_same_folds_to_every_model(tmp_path: Path) -> None:
     run = _train(tmp_path / "cv", settings)
     pred = read_report(run.report_dir, "predictions", run.run_id)
     cv = pred[pred["split"] == "cv"]
-    assert set(cv["model"]) == {"forest", "cnn", "rpca_nearest"}
+    assert set(cv["model"]) == {"forest", "cnn", "rpca_nearest", "stack"}
     folds = {m: g.set_index("object_id")["fold"].sort_index() for m, g in cv.groupby("model")}
     pd.testing.assert_series_equal(folds["forest"], folds["cnn"], check_names=False)
     pd.testing.assert_series_equal(folds["forest"], folds["rpca_nearest"], check_names=False)
@@ -307,6 +307,40 @@ def test_cv_folds_give_the_same_folds_to_every_model(tmp_path: Path) -> None:
     metrics = read_report(run.report_dir, "metrics", run.run_id)
     assert {("cv", m) for m in folds} <= set(zip(metrics["split"], metrics["model"],
                                                  strict=True))
+
+    # the stack: scikit-learn's logistic regression on the log of the base models' CV
+    # probabilities, recomputed here, gives its test predictions; its own CV uses the folds
+    from sklearn.linear_model import LogisticRegression
+
+    cols = [f"prob_{c}" for c in PAPER7]
+
+    def probs(split: str) -> tuple[pd.DataFrame, np.ndarray]:
+        part = pred[pred["split"] == split]
+        wide = {m: part[part["model"] == m].set_index("object_id").sort_index()
+                for m in ("forest", "cnn", "stack")}
+        x = np.hstack([wide[m][cols].to_numpy(float) for m in ("forest", "cnn")])
+        return wide, np.log(np.clip(x, 1e-4, 1))
+
+    (cv_w, x_cv), (te_w, x_te) = probs("cv"), probs("test")
+    ref = LogisticRegression(max_iter=5000).fit(x_cv, cv_w["forest"]["true_class"])
+    np.testing.assert_allclose(te_w["stack"][cols].to_numpy(float), ref.predict_proba(x_te),
+                               rtol=1e-6, atol=1e-8)
+    pd.testing.assert_series_equal(cv_w["stack"]["fold"], folds["forest"], check_names=False)
+    assert ("test", "stack") in set(zip(metrics["split"], metrics["model"], strict=True))
+
+    # the bundle holds the stack, and classify reproduces its test predictions
+    bundle = Path(run.result["bundle"])
+    assert json.loads((bundle / "bundle.json").read_text())["models"][-1] == "stack"
+    table = pq.read_table(sample_paths()["lightcurves"])
+    ids = sorted(te_w["stack"].index)
+    data = tmp_path / "test_objects.parquet"
+    pq.write_table(table.filter(pc.is_in(table.column("object_id").cast(pa.string()),
+                                         value_set=pa.array(ids, pa.string()))), data)
+    classify(str(bundle), data, tmp_path / "classified.parquet", ClassifySettings(n_jobs=1))
+    got = pq.read_table(tmp_path / "classified.parquet").to_pandas()
+    got = got[got["model"] == "stack"].set_index("object_id").sort_index()
+    np.testing.assert_allclose(got[cols].to_numpy(float), te_w["stack"][cols].to_numpy(float),
+                               rtol=1e-5, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- 4. bad file
