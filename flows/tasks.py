@@ -181,11 +181,14 @@ def fit_task(kind: str, paths: dict[str, str], split: str, settings: TrainSettin
 
 @task(name="reports", cache_policy=NO_CACHE, **_IO_RETRIES)
 def reports_task(report_dir: Path, run_id: str, predictions: list[str], classes: list[str],
-                 rpca_model: str | None = None) -> dict[str, Any]:
-    """Predictions, metrics and confusion tables and figures (:mod:`models.reporting`)."""
+                 rpca_model: str | None = None,
+                 unknown_accuracy: float | None = None) -> dict[str, Any]:
+    """Predictions, metrics, confusion, calibration and coverage tables and figures
+    (:func:`models.reporting.write_evaluation_reports`)."""
     from models.reporting import write_evaluation_reports
 
-    return write_evaluation_reports(report_dir, run_id, predictions, classes, rpca_model)
+    return write_evaluation_reports(report_dir, run_id, predictions, classes, rpca_model,
+                                    unknown_accuracy)
 
 
 def ingest_cached(data: Path, cache: Path, settings: IngestSettings,

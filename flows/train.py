@@ -172,7 +172,7 @@ def train(data: Path, labels: Path, output: Path,
                                         split, work / "models", run_id)
         watch.lap("evaluate_stack")
     rep = reports_task(report_dir, run_id, [e["predictions"] for e in evaluated.values()],
-                       classes, evaluated["rpca_nearest"]["model"])
+                       classes, evaluated["rpca_nearest"]["model"], settings.unknown_accuracy)
     watch.lap("reports")
 
     if settings.refit:
@@ -204,6 +204,8 @@ def train(data: Path, labels: Path, output: Path,
                                  object_ids=sp["object_id"].to_numpy()),
         "input_data_hash": file_hash(data),
         "settings": settings.model_dump(),
+        # 'unknown' below these top probabilities (chosen on the CV predictions)
+        "unknown_thresholds": rep["unknown_thresholds"],
         "test_scores": [{k: m[k] for k in ("model", "split", "accuracy", "balanced_accuracy",
                                            "f1", "log_loss", "support")}
                         for m in rep["overall"]],

@@ -169,7 +169,13 @@ def classify_chunk(bundle_spec: str | os.PathLike[str], chunk: str | os.PathLike
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from .predictions import class_columns, prediction_frame, with_agreement, write_predictions
+    from .predictions import (
+        apply_unknown,
+        class_columns,
+        prediction_frame,
+        with_agreement,
+        write_predictions,
+    )
     from .training import (
         MODEL_INPUT,
         chunk_features,
@@ -220,8 +226,9 @@ def classify_chunk(bundle_spec: str | os.PathLike[str], chunk: str | os.PathLike
             ids, "stack", classes, class_columns(model.predict_proba(X), model.classes_, classes),
             run_id=run_id, split="classify")
     frames = [by_kind[k] for k in b.models]  # the bundle's order, whatever ran first
-    out["predictions"] = str(write_predictions(with_agreement(pd.concat(frames,
-                                                                        ignore_index=True)),
+    table = apply_unknown(with_agreement(pd.concat(frames, ignore_index=True)),
+                          b.info.get("unknown_thresholds") or {})
+    out["predictions"] = str(write_predictions(table,
                                                wd / "predictions.parquet",
                                                metadata={"bundle": str(b.path)}))
     return out

@@ -186,6 +186,8 @@ def _read_images(dmdt_path: str | os.PathLike[str], representation: str | None):
     from pipeline.dmdt import read_dmdt
 
     images = read_dmdt(dmdt_path)
+    if len(images) == 0:
+        raise InputError(dmdt_path, "no images: the dm-dt table has 0 rows")
     if representation is None:
         bins = images.meta.get("bins")
         matches = [r.name for r in REPRESENTATIONS.values()

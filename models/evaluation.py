@@ -41,6 +41,8 @@ __all__ = [
     "confusion_rows",
     "format_report",
     "reliability",
+    "choose_threshold",
+    "coverage_rows",
 ]
 
 #: One fold: (train indices, test indices) into the sample axis.
@@ -68,10 +70,21 @@ def stratified_folds(y: Sequence[Any], n_splits: int = 5, seed: int = 0) -> list
     list of (ndarray, ndarray)
         ``n_splits`` pairs of integer index arrays (train, test); the test
         parts are disjoint and cover every sample once.
+
+    Raises
+    ------
+    ConfigError
+        Fewer than 2 folds, or more than the largest class has objects.
     """
     from sklearn.model_selection import StratifiedKFold
 
+    from pipeline.errors import ConfigError
+
     y = np.asarray(y)
+    largest = int(np.unique(y, return_counts=True)[1].max()) if len(y) else 0
+    if n_splits < 2 or n_splits > largest:
+        raise ConfigError(f"{n_splits} folds: need 2 to {max(largest, 2)} (the largest class "
+                          f"has {largest} objects, and every fold needs one)")
     skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return [(tr, te) for tr, te in skf.split(np.zeros(len(y)), y)]
 
@@ -497,3 +510,75 @@ def reliability(y_true: Sequence[Any], proba: np.ndarray, classes: Sequence[Any]
                      "confidence": cf, "accuracy": acc})
     return float(ece), pd.DataFrame(rows, columns=["bin_low", "bin_high", "n", "confidence",
                                                    "accuracy"])
+
+
+def _top(y_true: Sequence[Any], proba: np.ndarray, classes: Sequence[Any]
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """Top probability and whether the top class is right, per object."""
+    proba = np.asarray(proba, dtype=np.float64)
+    top = proba.argmax(axis=1)
+    right = np.asarray([str(c) for c in classes], dtype=object)[top] == \
+        np.asarray(y_true).astype(str)
+    return proba[np.arange(len(proba)), top], right
+
+
+def choose_threshold(y_true: Sequence[Any], proba: np.ndarray, classes: Sequence[Any],
+                     target_accuracy: float) -> float:
+    """The lowest threshold on the top probability at which the answers reach an accuracy.
+
+    Objects are answered when their top probability is >= the threshold. Among the
+    thresholds equal to an object's top probability (and 0), the lowest one whose
+    answered objects are right at least ``target_accuracy`` of the time is returned:
+    the most objects answered for that accuracy. Choose it on validation (out-of-fold)
+    predictions, never on the test part.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n,)
+    proba : ndarray of shape (n, n_classes)
+    classes : sequence
+        Class names, the column order of ``proba``.
+    target_accuracy : float
+        Wanted accuracy of the answered objects, in (0, 1].
+
+    Returns
+    -------
+    float
+        The threshold (probability); 0.0 when every answer together reaches the
+        target; just above the highest top probability (nothing answered) when no
+        threshold does.
+    """
+    conf, right = _top(y_true, proba, classes)
+    if not len(conf):
+        return 0.0
+    order = np.argsort(-conf, kind="stable")
+    c, r = conf[order], right[order]
+    acc = np.cumsum(r) / np.arange(1, len(r) + 1)  # accuracy of the k most confident
+    # a threshold answers every object tied at it: only the last of a run of ties counts
+    last = np.r_[c[1:] != c[:-1], True]
+    ok = np.flatnonzero(last & (acc >= target_accuracy))
+    if not len(ok):
+        return float(np.nextafter(c[0], np.inf))
+    k = int(ok[-1])
+    return 0.0 if k == len(c) - 1 else float(c[k])
+
+
+def coverage_rows(y_true: Sequence[Any], proba: np.ndarray, classes: Sequence[Any],
+                  thresholds: Sequence[float] = tuple(np.round(np.arange(0, 1, 0.05), 2))
+                  ) -> pd.DataFrame:
+    """Accuracy against coverage: the answered fraction and its accuracy per threshold.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``threshold``, ``answered`` (objects with top probability >= threshold),
+        ``coverage`` (their fraction), ``accuracy`` (of them; NaN when none).
+    """
+    conf, right = _top(y_true, proba, classes)
+    rows = []
+    for t in thresholds:
+        m = conf >= t
+        rows.append({"threshold": float(t), "answered": int(m.sum()),
+                     "coverage": float(m.mean()) if len(m) else 0.0,
+                     "accuracy": float(right[m].mean()) if m.any() else float("nan")})
+    return pd.DataFrame(rows, columns=["threshold", "answered", "coverage", "accuracy"])

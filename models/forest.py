@@ -159,6 +159,7 @@ class LightCurveForest(ClassifierMixin, BaseEstimator):
         self
         """
         from sklearn.ensemble import RandomForestClassifier
+        from sklearn.utils.multiclass import check_classification_targets
 
         if self.missing not in ("native", "median", "error"):
             raise ValueError(f"missing must be 'native', 'median' or 'error', got {self.missing!r}")
@@ -169,6 +170,14 @@ class LightCurveForest(ClassifierMixin, BaseEstimator):
                 med = np.nanmedian(np.where(np.isnan(X).all(axis=0), 0.0, X), axis=0) \
                     if X.size else np.zeros(X.shape[1])
             self.impute_values_ = np.where(np.isfinite(med), med, 0.0)
+        # the trees see class indices (what scikit-learn uses inside anyway): its balanced
+        # class weights fail on labels that look like numbers ('0', '1', ...)
+        check_classification_targets(y)
+        classes, codes = np.unique(y, return_inverse=True)
+        weight = self.class_weight
+        if isinstance(weight, dict):
+            weight = {int(np.flatnonzero(classes == k)[0]): v for k, v in weight.items()
+                      if (classes == k).any()}
         self.model_ = RandomForestClassifier(
             n_estimators=self.n_estimators,
             criterion=self.criterion,
@@ -176,12 +185,12 @@ class LightCurveForest(ClassifierMixin, BaseEstimator):
             min_samples_leaf=self.min_samples_leaf,
             max_features=self.max_features,
             max_samples=self.max_samples,
-            class_weight=self.class_weight,
+            class_weight=weight,
             n_jobs=self.n_jobs,
             random_state=self.random_state,
         )
-        self.model_.fit(self._impute(X), y)
-        self.classes_ = self.model_.classes_
+        self.model_.fit(self._impute(X), codes)
+        self.classes_ = classes
         self.feature_importances_ = self.model_.feature_importances_
         return self
 

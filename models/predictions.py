@@ -2,7 +2,9 @@
 
 A prediction table is long: one row per object x model (x split), with
 ``run_id, object_id, split, fold, true_class, model, predicted_class,
-probability``, one ``prob_<class>`` column per class and ``models_agree``.
+probability``, one ``prob_<class>`` column per class, ``models_agree``, and the
+``answer`` (the predicted class, or ``'unknown'`` below the model's confidence
+threshold) with its ``unknown_reason``.
 ``lcpipe forest predict``, ``lcpipe cnn predict``, ``lcpipe classify`` and the
 train flow's ``predictions`` report all write it; its Arrow schema is
 :func:`pipeline.reports.table_schema` ``('predictions', classes)`` and its
@@ -27,6 +29,8 @@ __all__ = [
     "prediction_frame",
     "class_columns",
     "with_agreement",
+    "apply_unknown",
+    "UNKNOWN",
     "write_predictions",
     "read_predictions",
     "check_predictions",
@@ -108,6 +112,45 @@ def prediction_frame(object_id: Sequence[Any], model: str, classes: Sequence[Any
     for j, c in enumerate(cls):
         frame[f"prob_{c}"] = proba[:, j] if proba is not None else np.nan
     frame["models_agree"] = pd.array([None] * n, dtype="boolean")
+    frame["answer"] = pd.Series(pred, dtype=object)
+    frame["unknown_reason"] = pd.Series([None] * n, dtype=object)
+    return frame
+
+
+#: The answer of a prediction not confident enough to be given (see :func:`apply_unknown`).
+UNKNOWN = "unknown"
+
+
+def apply_unknown(frame: pd.DataFrame, thresholds: dict[str, float]) -> pd.DataFrame:
+    """Set ``answer`` to ``'unknown'`` where a model's top probability is below its threshold.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Prediction rows (:func:`prediction_frame`).
+    thresholds : dict
+        Model name -> threshold on ``probability`` (chosen on CV predictions by
+        :func:`models.evaluation.choose_threshold`). Models not named, and models
+        without probabilities, always answer their predicted class.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy with ``answer`` (the predicted class or ``'unknown'``) and
+        ``unknown_reason`` (why, e.g. ``'top probability 0.41 < 0.62'``; null when answered).
+    """
+    frame = frame.copy()
+    answer = frame["predicted_class"].astype(object).to_numpy().copy()
+    reason = np.full(len(frame), None, dtype=object)
+    prob = frame["probability"].to_numpy(dtype=np.float64, na_value=np.nan)
+    model = frame["model"].astype(str).to_numpy()
+    for m, tau in thresholds.items():
+        low = (model == m) & (prob < tau)
+        answer[low] = UNKNOWN
+        reason[low] = [f"top probability {p:.3f} < {tau:.3f} (threshold of {m})"
+                       for p in prob[low]]
+    frame["answer"] = pd.Series(answer, index=frame.index, dtype=object)
+    frame["unknown_reason"] = pd.Series(reason, index=frame.index, dtype=object)
     return frame
 
 
@@ -241,6 +284,12 @@ def check_predictions(frame: pd.DataFrame, source: object) -> None:
         i = int(np.argmax(wrong))
         raise InputError(source, f"predicted class {pred[i]!r} is not the most probable "
                          f"({arg[i]!r})", object_id=frame.loc[has, "object_id"].iloc[i])
+    if "answer" in frame.columns:
+        ans = frame["answer"]
+        odd = ans.notna() & (ans != frame["predicted_class"]) & (ans != UNKNOWN)
+        if odd.any():
+            raise InputError(source, "answer is neither the predicted class nor "
+                             f"{UNKNOWN!r}", object_id=frame.loc[odd, "object_id"].iloc[0])
 
 
 def merge_predictions(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],
@@ -336,6 +385,7 @@ def upsert_predictions(previous: str | os.PathLike[str] | None,
 
 def _read_prediction_table(path: str | os.PathLike[str]) -> Any:
     """A prediction file as an Arrow table in its schema (metadata dropped), or InputError."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from pipeline.errors import InputError
@@ -346,6 +396,9 @@ def _read_prediction_table(path: str | os.PathLike[str]) -> Any:
     try:
         table = pq.read_table(path)
         schema = table_schema("predictions", [str(c) for c in meta.get("classes", [])])
+        for f in schema:  # columns of a later minor schema version: null in older files
+            if f.name not in table.column_names and f.nullable:
+                table = table.append_column(f, pa.nulls(table.num_rows, f.type))
         return table.select(schema.names).cast(schema).replace_schema_metadata(None)
     except Exception as exc:  # pyarrow raises several types for damaged files
         raise InputError(path, f"cannot read predictions: {exc}") from exc

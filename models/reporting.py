@@ -57,8 +57,8 @@ def git_commit() -> str | None:
 def write_evaluation_reports(report_dir: str | os.PathLike[str], run_id: str,
                              prediction_paths: Sequence[str | os.PathLike[str]],
                              classes: Sequence[str],
-                             rpca_model: str | os.PathLike[str] | None = None
-                             ) -> dict[str, Any]:
+                             rpca_model: str | os.PathLike[str] | None = None,
+                             unknown_accuracy: float | None = None) -> dict[str, Any]:
     """Write the predictions, metrics, confusion and calibration tables of a run, and PNGs
     (confusion per model and split, reliability per split).
 
@@ -77,11 +77,17 @@ def write_evaluation_reports(report_dir: str | os.PathLike[str], run_id: str,
         A saved robust-PCA model (:func:`pipeline.rpca_dmdt.save_rpca`) whose class
         templates are drawn into the run's figures (``rpca_templates.png``,
         ``rpca_class_parts.png``, and the templates as ``rpca_templates.parquet``).
+    unknown_accuracy : float, optional
+        With CV predictions: each model with probabilities gets the threshold of
+        :func:`models.evaluation.choose_threshold` for this accuracy on its CV rows;
+        its rows below it answer ``'unknown'`` (:func:`models.predictions.apply_unknown`),
+        and the ``coverage`` table marks the threshold ``chosen``.
 
     Returns
     -------
     dict
-        Paths of the tables and figures, and the overall metric rows.
+        Paths of the tables and figures, the overall metric rows and
+        ``unknown_thresholds`` (model -> threshold; empty without CV rows).
     """
     from pipeline.reports import (
         figure_path,
@@ -90,15 +96,29 @@ def write_evaluation_reports(report_dir: str | os.PathLike[str], run_id: str,
         write_report_table,
     )
 
-    from .evaluation import confusion_rows, metric_rows, reliability
-    from .predictions import read_predictions, with_agreement
+    from .evaluation import (
+        choose_threshold,
+        confusion_rows,
+        coverage_rows,
+        metric_rows,
+        reliability,
+    )
+    from .predictions import apply_unknown, read_predictions, with_agreement
 
     classes = [str(c) for c in classes]
     pred = with_agreement(pd.concat([read_predictions(p)[0] for p in prediction_paths],
                                     ignore_index=True))
     pred["run_id"] = run_id
     prob_cols = [f"prob_{c}" for c in classes]
-    metrics, confusion, figures, calibration = [], [], [], []
+    thresholds: dict[str, float] = {}
+    if unknown_accuracy is not None:
+        cv = pred[(pred["split"] == "cv") & pred["probability"].notna()
+                  & pred["true_class"].notna()]
+        for model, g in cv.groupby("model", sort=True):
+            thresholds[str(model)] = choose_threshold(
+                g["true_class"], g[prob_cols].to_numpy(np.float64), classes, unknown_accuracy)
+        pred = apply_unknown(pred, thresholds)
+    metrics, confusion, figures, calibration, coverage = [], [], [], [], []
     for (model, split), g in pred.groupby(["model", "split"], sort=True):
         proba = None if g["probability"].isna().all() else g[prob_cols].to_numpy(np.float64)
         for row in metric_rows(g["true_class"], g["predicted_class"], classes, proba):
@@ -106,6 +126,12 @@ def write_evaluation_reports(report_dir: str | os.PathLike[str], run_id: str,
         if proba is not None and g["true_class"].notna().all():
             rel = reliability(g["true_class"], proba, classes)[1]
             calibration.append(rel.assign(run_id=run_id, model=model, split=split))
+            grid = list(np.round(np.arange(0, 1, 0.05), 2))
+            tau = thresholds.get(str(model))
+            cov = coverage_rows(g["true_class"], proba, classes,
+                                grid + ([tau] if tau is not None else []))
+            cov["chosen"] = [False] * len(grid) + ([True] if tau is not None else [])
+            coverage.append(cov.assign(run_id=run_id, model=model, split=split))
         rows = confusion_rows(g["true_class"], g["predicted_class"], classes)
         confusion += [{"run_id": run_id, "model": model, "split": split, **r} for r in rows]
         cm = np.array([r["count"] for r in rows]).reshape(len(classes), len(classes))
@@ -134,6 +160,12 @@ def write_evaluation_reports(report_dir: str | os.PathLike[str], run_id: str,
         "confusion": str(write_report_table(report_dir, "confusion", run_id,
                                             pd.DataFrame(confusion))),
         "calibration": str(write_report_table(report_dir, "calibration", run_id, calibration)),
+        "coverage": str(write_report_table(
+            report_dir, "coverage", run_id,
+            pd.concat(coverage, ignore_index=True) if coverage else pd.DataFrame(
+                columns=["run_id", "model", "split", "threshold", "answered", "coverage",
+                         "accuracy", "chosen"]))),
+        "unknown_thresholds": thresholds,
         "figures": figures,
         "overall": [m for m in metrics if m["class"] == "__overall__"],
     }

@@ -69,6 +69,9 @@ class TrainSettings(IngestSettings):
                                         "weights of the CNN")
     forest_n_estimators: int = Field(500, ge=1, description="trees of the random forest")
     forest_min_samples_leaf: int = Field(1, ge=1, description="minimum objects per leaf")
+    unknown_accuracy: float = Field(0.95, gt=0.0, le=1.0, description="with cv_folds, each "
+                                    "model answers 'unknown' below the top probability at "
+                                    "which its CV answers reach this accuracy")
     rpca_rank_background: int = Field(1, ge=1, description="rank of the survey background")
     rpca_rank_class: int = Field(5, ge=1, description="rank of each class background")
 

@@ -21,6 +21,7 @@ Extra columns are ignored. Real exports use other names: a
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,6 +214,21 @@ def _short(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+_ARROW_SOURCE = re.compile(r"(?:Could not open Parquet input source|Error creating "
+                           r"dataset\. Could not read schema from) '([^']+)'[.:]?\s*")
+
+
+def read_error(path: object, exc: BaseException) -> InputError:
+    """One-line InputError for a failed read of ``path``, naming the file of a folder that
+    failed when pyarrow says which one."""
+    text = _short(exc)
+    m = _ARROW_SOURCE.search(text)
+    if m is None:
+        return InputError(path, f"cannot read: {text}")
+    rest = _ARROW_SOURCE.sub("", text).strip() or type(exc).__name__
+    return InputError(m.group(1), f"cannot read: {rest}")
+
+
 def _categorical(arr: pa.ChunkedArray | pa.Array,
                  rename: Mapping[object, str] | None = None) -> pd.Categorical:
     """Arrow column -> pandas Categorical of strings (nulls become NaN), no per-row objects.
@@ -245,13 +261,32 @@ def _categorical(arr: pa.ChunkedArray | pa.Array,
     if rename:
         cats = [rename.get(c, rename.get(str(c), c)) for c in cats]
     cats = [str(c) for c in cats]
-    if rename or dictionary.null_count:
-        # renaming may map two raw values onto one name: re-factorise the dictionary
-        uniq, remap = np.unique(np.asarray(cats, dtype=object), return_inverse=True)
-        if len(uniq) != len(cats):
-            codes = np.where(codes >= 0, remap.reshape(-1)[np.maximum(codes, 0)], -1)
-            cats = list(uniq)
+    codes, cats = stripped_names(codes, cats, refactor=bool(rename or dictionary.null_count))
     return pd.Categorical.from_codes(codes, categories=pd.Index(cats, dtype=object))
+
+
+def stripped_names(codes: np.ndarray, names: list[str], refactor: bool = False
+                   ) -> tuple[np.ndarray, list[str]]:
+    """Dictionary-coded names with surrounding spaces stripped.
+
+    Ids and band names with stray spaces (``' X '`` beside ``'X'``) name the same thing,
+    as in labels tables: their codes are merged. A name of spaces only is no name (code
+    -1, like a null). ``refactor`` merges equal names even when none was stripped (after
+    a rename).
+    """
+    stripped = [c.strip() for c in names]
+    padded = stripped != names
+    if padded:
+        names = stripped
+        blank = np.flatnonzero(np.asarray([not c for c in names], dtype=bool))
+        if len(blank):
+            codes = np.where(np.isin(codes, blank), -1, codes)
+    if refactor or padded:
+        uniq, remap = np.unique(np.asarray(names, dtype=object), return_inverse=True)
+        if len(uniq) != len(names):
+            codes = np.where(codes >= 0, remap.reshape(-1)[np.maximum(codes, 0)], -1)
+            names = list(uniq)
+    return codes, names
 
 
 def _canonical(batch: pa.Table, cols: dict[str, str | None], cmap: ColumnMap,
@@ -282,6 +317,9 @@ def _canonical(batch: pa.Table, cols: dict[str, str | None], cmap: ColumnMap,
         data["band"] = _categorical(band, cmap.band_values or None)
     for col in _NUMERIC:
         arr = batch.column(cols[col])
+        if pa.types.is_null(arr.type) and len(arr):
+            raise InputError(source, f"column {cols[col]!r} ({col}) holds no value at all "
+                             "(type null): not a usable light-curve table")
         if not (pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type)
                 or pa.types.is_null(arr.type)):
             raise InputError(
@@ -336,7 +374,7 @@ def read_table(path: str | os.PathLike[str], cmap: ColumnMap | None = None) -> p
     try:
         table = dset.to_table(columns=wanted)
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise InputError(path, f"cannot read: {_short(exc)}") from exc
+        raise read_error(path, exc) from exc
     if table.num_rows == 0:
         raise InputError(path, "empty table: no rows")
     return _canonical(table, cols, cmap, path)
@@ -429,7 +467,7 @@ def iter_object_chunks(
                 pending_rows = len(tail)
                 yield head.reset_index(drop=True)
     except (pa.ArrowException, OSError) as exc:
-        raise InputError(path, f"cannot read: {_short(exc)}") from exc
+        raise read_error(path, exc) from exc
     if pending:
         block = concat_frames(pending)
         _check_grouped(block, seen, path)
@@ -455,14 +493,17 @@ def _record_batches(dset: ds.Dataset, columns: list[str], batch_size: int
 
     fmt = dset.format
     for f in sorted(dset.files):
-        if isinstance(fmt, ds.CsvFileFormat):
-            reader = pacsv.open_csv(
-                f, convert_options=pacsv.ConvertOptions(include_columns=columns))
-            yield from reader
-        else:
-            pf = pq.ParquetFile(f, pre_buffer=False,
-                                read_dictionary=fmt.read_options.dictionary_columns or None)
-            yield from pf.iter_batches(batch_size=batch_size, columns=columns)
+        try:  # a failure names the file of the folder that failed
+            if isinstance(fmt, ds.CsvFileFormat):
+                reader = pacsv.open_csv(
+                    f, convert_options=pacsv.ConvertOptions(include_columns=columns))
+                yield from reader
+            else:
+                pf = pq.ParquetFile(f, pre_buffer=False,
+                                    read_dictionary=fmt.read_options.dictionary_columns or None)
+                yield from pf.iter_batches(batch_size=batch_size, columns=columns)
+        except (pa.ArrowException, OSError) as exc:
+            raise read_error(f, exc) from exc
 
 
 def _check_grouped(frame: pd.DataFrame, seen: set[str], source: object) -> None:

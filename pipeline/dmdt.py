@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from ._dmdt_impl import BACKENDS, paper_norm
 from ._version import __version__
-from .contract import ColumnMap, open_dataset
+from .contract import DEFAULT_BAND, ColumnMap, open_dataset, read_error
 from .errors import ConfigError, InputError
 from .io import ParquetStreamWriter
 from .lightcurves import LightCurves, iter_lightcurves
@@ -52,6 +52,7 @@ __all__ = [
     "dmdt_table",
     "read_dmdt",
     "order_bands",
+    "scan_bands",
 ]
 
 #: Parquet file-metadata key holding the dm-dt settings (JSON).
@@ -295,19 +296,21 @@ def compute_dmdt(
     return DmDtImages(objects, _normalise(full, n_pairs, norm), n_points, n_pairs, meta)
 
 
-def _scan_bands(path: str | os.PathLike[str], cmap: ColumnMap) -> list[str]:
-    """Distinct band names of a table, reading only its band column."""
+def scan_bands(path: str | os.PathLike[str], cmap: ColumnMap) -> list[str]:
+    """Distinct band names of a table (after ``cmap``'s renames, by wavelength), reading only
+    its band column."""
     import pyarrow.compute as pc
 
     dset = open_dataset(path)
     cols = cmap.resolve(dset.schema.names, path)
     if cols["band"] is None:
-        from .contract import DEFAULT_BAND
-
         return [DEFAULT_BAND]
     seen: set[Any] = set()
-    for rb in dset.scanner(columns=[cols["band"]]).to_batches():
-        seen.update(v for v in pc.unique(rb.column(0)).to_pylist() if v is not None)
+    try:
+        for rb in dset.scanner(columns=[cols["band"]]).to_batches():
+            seen.update(v for v in pc.unique(rb.column(0)).to_pylist() if v is not None)
+    except (pa.ArrowException, OSError) as exc:
+        raise read_error(path, exc) from exc
     return order_bands(str(cmap.band_values.get(v, v)) for v in seen)
 
 
@@ -399,7 +402,7 @@ def dmdt_file(
     grid = get_bins(bins)
     if norm not in NORMS:
         raise ConfigError(f"unknown normalisation {norm!r}: use one of {list(NORMS)}")
-    band_list = list(bands) if bands else _scan_bands(path, cmap)
+    band_list = list(bands) if bands else scan_bands(path, cmap)
     threads = numba.config.NUMBA_NUM_THREADS if n_jobs in (-1, 0) else max(1, int(n_jobs))
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     n_dm, n_dt = grid.shape
@@ -473,6 +476,10 @@ def read_dmdt(path: str | os.PathLike[str]) -> DmDtImages:
         raise InputError(path, f"dm-dt table lacks column(s) {', '.join(missing)}")
     n = table.num_rows
     col = table.column("image").combine_chunks()
+    if not (pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type)
+            or pa.types.is_large_list(col.type)) or not (
+            pa.types.is_integer(col.type.value_type) or pa.types.is_floating(col.type.value_type)):
+        raise InputError(path, f"column 'image' has type {col.type}, not a list of pixel values")
     values = col.values.to_numpy(zero_copy_only=False) if n else np.zeros(0)
     if values.size != n * n_dm * n_dt * n_b:
         raise InputError(path, f"images hold {values.size} values, not {n} x {n_dm} x {n_dt} "

@@ -26,6 +26,7 @@ from .errors import OutputError
 __all__ = [
     "protect_inputs",
     "check_output",
+    "check_place",
     "atomic_path",
     "atomic_dir",
     "write_parquet_atomic",
@@ -208,6 +209,20 @@ def check_output(path: str | os.PathLike[str]) -> None:
     if owner is not None:
         raise OutputError(final, f"is an input of this command ({owner}): writing it would "
                           "destroy it; choose another output")
+
+
+def check_place(path: str | os.PathLike[str]) -> None:
+    """Raise OutputError if ``path`` (a file or a folder to create) cannot be written: a
+    file stands where a folder above it would go, or the nearest existing folder above
+    it is not writable. Nothing is created."""
+    final = Path(path).absolute()
+    for up in final.parents:
+        if up.exists():
+            if not up.is_dir():
+                raise OutputError(path, f"cannot create its folder: {up} is a file")
+            if not os.access(up, os.W_OK | os.X_OK):
+                raise OutputError(path, f"cannot write there: {up} is not writable")
+            return
 
 
 def _umask() -> int:

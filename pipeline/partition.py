@@ -24,7 +24,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .contract import ColumnMap, _open_columns, _record_batches, iter_object_chunks, read_table
+from .contract import (
+    ColumnMap,
+    _open_columns,
+    _record_batches,
+    iter_object_chunks,
+    read_error,
+    read_table,
+    stripped_names,
+)
 from .errors import InputError
 
 __all__ = ["is_grouped", "id_counts", "range_bounds", "partition_rows",
@@ -42,7 +50,10 @@ def _id_codes(batch: pa.RecordBatch | pa.Table, col: str) -> tuple[np.ndarray, l
     if not pa.types.is_dictionary(arr.type):
         arr = pc.dictionary_encode(arr)
     codes = arr.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    return codes, arr.dictionary.to_pylist()
+    values = arr.dictionary.to_pylist()
+    if all(isinstance(v, str) for v in values):  # the cleaning strips ids: so must grouping
+        codes, values = stripped_names(codes, values)
+    return codes, values
 
 
 def is_grouped(path: str | os.PathLike[str], cmap: ColumnMap | None = None) -> bool:
@@ -70,7 +81,7 @@ def is_grouped(path: str | os.PathLike[str], cmap: ColumnMap | None = None) -> b
             seen.update(run_ids)
             last = run_ids[-1] if run_ids else last
     except (pa.ArrowException, OSError) as exc:
-        raise InputError(path, f"cannot read: {exc}") from exc
+        raise read_error(path, exc) from exc
     return True
 
 
@@ -91,7 +102,7 @@ def id_counts(path: str | os.PathLike[str], cmap: ColumnMap | None = None,
                     key = str(v)
                     out[key] = out.get(key, 0) + k
     except (pa.ArrowException, OSError) as exc:
-        raise InputError(path, f"cannot read: {exc}") from exc
+        raise read_error(path, exc) from exc
     return out
 
 
@@ -187,7 +198,7 @@ def partition_rows(path: str | os.PathLike[str], workdir: str | os.PathLike[str]
         for i in range(n_parts):
             flush(i)
     except (pa.ArrowException, OSError) as exc:
-        raise InputError(path, f"cannot read: {exc}") from exc
+        raise read_error(path, exc) from exc
     finally:
         for w in writers.values():
             w.close()

@@ -54,7 +54,8 @@ __all__ = [
 
 REPORT_SCHEMA_VERSION = "1.1"
 METADATA_KEY = "lcpipe.report"
-TABLES: tuple[str, ...] = ("runs", "metrics", "confusion", "predictions", "calibration")
+TABLES: tuple[str, ...] = ("runs", "metrics", "confusion", "predictions", "calibration",
+                          "coverage")
 
 _OVERALL = "__overall__"
 _SPLITS: tuple[str, ...] = ("train", "cv", "test")
@@ -130,8 +131,20 @@ _FIELDS: dict[str, tuple[tuple[str, pa.DataType, bool], ...]] = {
         ("confidence", pa.float64(), False),
         ("accuracy", pa.float64(), False),
     ),
+    "coverage": (  # 1.1
+        ("run_id", pa.string(), False),
+        ("model", pa.string(), False),
+        ("split", pa.string(), False),
+        ("threshold", pa.float64(), False),
+        ("answered", pa.int64(), False),
+        ("coverage", pa.float64(), False),
+        ("accuracy", pa.float64(), True),
+        ("chosen", pa.bool_(), False),
+    ),
 }
-_PREDICTIONS_TAIL = (("models_agree", pa.bool_(), True),)
+_PREDICTIONS_TAIL = (("models_agree", pa.bool_(), True),
+                     ("answer", pa.string(), True),  # 1.1
+                     ("unknown_reason", pa.string(), True))  # 1.1
 _JSON_COLUMNS = {"parameters": None, "package_versions": dict, "stage_seconds": dict}
 _OVERALL_ONLY = ("accuracy", "balanced_accuracy", "log_loss", "ece")
 _PANDAS_TYPES = {
@@ -146,11 +159,12 @@ def table_schema(table: str, classes: Sequence[str] | None = None) -> pa.Schema:
 
     Parameters
     ----------
-    table : {'runs', 'metrics', 'confusion', 'predictions', 'calibration'}
+    table : {'runs', 'metrics', 'confusion', 'predictions', 'calibration', 'coverage'}
         Table name.
     classes : sequence of str, optional
         Class names, in column order. Required by ``predictions`` (one nullable float64
-        column ``prob_<class>`` each, between ``probability`` and ``models_agree``); must be
+        column ``prob_<class>`` each, between ``probability`` and ``models_agree``, then
+        ``answer`` and ``unknown_reason``); must be
         None for the other tables.
 
     Returns
@@ -196,7 +210,7 @@ def write_report_table(
     ----------
     report_dir : path-like
         Report directory (created if needed).
-    table : {'runs', 'metrics', 'confusion', 'predictions', 'calibration'}
+    table : {'runs', 'metrics', 'confusion', 'predictions', 'calibration', 'coverage'}
         Table name.
     run_id : str
         Run identifier: a letter followed by letters, digits, ``_``, ``.`` or ``-``
@@ -280,7 +294,7 @@ def read_report(
     ----------
     report_dir : path-like
         Report directory.
-    table : {'runs', 'metrics', 'confusion', 'predictions', 'calibration'}
+    table : {'runs', 'metrics', 'confusion', 'predictions', 'calibration', 'coverage'}
         Table name.
     run_id : str, optional
         Read only this run. Default: every run.
@@ -637,7 +651,7 @@ def _check_rows(table: str, columns: dict[str, pa.ChunkedArray]) -> None:
                 raise ConfigError(f"runs table: column {name!r} is not JSON ({exc})") from exc
             if kind is not None and not isinstance(value, kind):
                 raise ConfigError(f"runs table: column {name!r} must be a JSON object")
-    if table in ("metrics", "confusion", "calibration"):
+    if table in ("metrics", "confusion", "calibration", "coverage"):
         bad = sorted(set(values("split")) - set(_SPLITS))
         if bad:
             raise ConfigError(f"{table} table: split {bad[0]!r} is not one of {_SPLITS}")

@@ -725,6 +725,9 @@ def rpca_dmdt_file(
     counts = pd.Series(lab[labelled]).value_counts()
     small = sorted(str(c) for c in counts.index[counts < min_class_size])
     fit_mask = labelled & ~np.isin(lab.astype(str), small)
+    if not fit_mask.any() and labelled.any():
+        raise ConfigError(f"--min-class-size {min_class_size}: every class is smaller "
+                          f"(largest {int(counts.max())} labelled images)")
     if not fit_mask.any():
         raise InputError(labels_path, f"no labelled image to fit (labels match "
                          f"{int(labelled.sum())} of {len(oid)} objects in {dmdt_path})")

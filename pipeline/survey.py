@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from .arrays import isin
 from .chunks import input_files
-from .contract import ColumnMap, open_dataset
+from .contract import ColumnMap, open_dataset, read_error
 from .errors import InputError
 from .io import write_parquet_atomic
 
@@ -199,7 +199,7 @@ def extract_objects(base: str | os.PathLike[str], files: list[FileEntry], object
         try:  # the scanner filters batch by batch: memory holds the selected rows only
             t = dset.to_table(filter=ds.field(col).isin(values))
         except (OSError, pa.ArrowException) as exc:
-            raise InputError(p, f"cannot read: {exc}") from exc
+            raise read_error(p, exc) from exc
         if t.num_rows:
             if pa.types.is_dictionary(t.schema.field(col).type):  # back to the file's type
                 i = t.schema.get_field_index(col)

@@ -153,7 +153,7 @@ def forest_files(tmp_path_factory) -> Path:
     (["forest", "train", "feat.parquet", "--labels", "labels.csv", "-o", "labels.csv"],
      "is an input of this command"),
     (["forest", "train", "feat.parquet", "--labels", "labels.csv", "-o", "x.skops",
-      "--n-estimators", "0"], "n_estimators"),
+      "--n-estimators", "0"], "--n-estimators: must be >= 1"),
 ])
 def test_forest_commands_refuse_in_one_line(forest_files, argv, needle):
     """The model, the feature table and the labels survive a command that names them as

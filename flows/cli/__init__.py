@@ -45,12 +45,19 @@ INPUT_ARGS = ("input", "data", "labels", "model", "features", "survey")
 FLOW_COMMANDS = frozenset({"train", "classify", "reprocess", "demo"})
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (the usage is in ``--help``)."""
+
+    def error(self, message: str):  # noqa: D102 - argparse API
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
     from pipeline._version import __version__
 
     from ._common import add_debug_argument
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lcpipe",
         description="Light-curve classification pipeline (dm-dt images, robust PCA, RF and CNN).",
     )
@@ -101,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import signal
 
-    from pipeline.io import protect_inputs
+    from pipeline.io import check_place, protect_inputs
 
     previous = None
     if threading.current_thread() is threading.main_thread():
@@ -111,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     inputs = [v for k in INPUT_ARGS if isinstance(v := getattr(args, k, None), str)]
     try:
         with protect_inputs(inputs):  # no output may be written over an input
+            if isinstance(out := getattr(args, "output", None), str):
+                check_place(out)  # before any work (a flow would find out after ingest)
             return int(args._run(args) or 0)
     except LcpipeError as exc:
         if getattr(args, "debug", False):

@@ -3,6 +3,53 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
+
+
+def count(minimum: int) -> Callable[[str], int]:
+    """argparse ``type=``: an integer >= ``minimum`` (a bad value is one usage error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def jobs(text: str) -> int:
+    """argparse ``type=``: a process or thread count, >= 1 or -1 (all cores)."""
+    value = count(-1)(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be >= 1, or -1 for all cores, got 0")
+    return value
+
+
+def positive(text: str) -> float:
+    """argparse ``type=``: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def finite(text: str) -> float:
+    """argparse ``type=``: a finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text}")
+    return value
 
 
 def add_debug_argument(p: argparse.ArgumentParser) -> None:
@@ -26,11 +73,11 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
 def add_cleaning_arguments(p: argparse.ArgumentParser) -> None:
     """Options of the cleaning rules."""
     g = p.add_argument_group("cleaning rules")
-    g.add_argument("--min-points", type=int, default=10,
+    g.add_argument("--min-points", type=count(2), default=10,
                    help="quarantine objects with fewer points after cleaning (default 10)")
-    g.add_argument("--t-min", type=float, default=0.0,
+    g.add_argument("--t-min", type=finite, default=0.0,
                    help="earliest plausible time, MJD days (default 0)")
-    g.add_argument("--t-max", type=float, default=100000.0,
+    g.add_argument("--t-max", type=finite, default=100000.0,
                    help="latest plausible time, MJD days (default 100000)")
     g.add_argument("--conflict-policy", choices=["mean", "first", "drop"], default="mean",
                    help="rows sharing (object, band, t) with different mags: weighted 'mean' "
@@ -42,6 +89,27 @@ def column_map(args: argparse.Namespace):
     from pipeline.contract import ColumnMap
 
     return ColumnMap.from_spec(args.preset, args.columns)
+
+
+def band_list(args: argparse.Namespace) -> list[str] | None:
+    """``--bands`` as a list; a band that occurs nowhere in the input is a ConfigError
+    (a typo would give empty images or NaN features without a word)."""
+    if not args.bands:
+        return None
+    bands = [b.strip() for b in args.bands.split(",")]
+    if any(not b for b in bands) or len(set(bands)) != len(bands):
+        from pipeline.errors import ConfigError
+
+        raise ConfigError(f"--bands {args.bands!r}: give distinct band names, comma-separated")
+    from pipeline.dmdt import scan_bands
+    from pipeline.errors import ConfigError
+
+    found = scan_bands(args.input, column_map(args))
+    absent = [b for b in bands if b not in found]
+    if absent:
+        raise ConfigError(f"--bands: {', '.join(map(repr, absent))} not in {args.input} "
+                          f"(its bands: {', '.join(found)})")
+    return bands
 
 
 def cleaning_config(args: argparse.Namespace):
@@ -70,7 +138,19 @@ def apply_quiet(args: argparse.Namespace) -> None:
         import logging
 
         for name in ("prefect.flow_runs", "prefect.task_runs"):
-            logging.getLogger(name).addFilter(_drop_user_error_tracebacks)
+            logger = logging.getLogger(name)
+            logger.addFilter(_drop_user_error_tracebacks)
+            if getattr(args, "quiet", False):
+                # the command says what failed in one line: the run's own error records
+                # would repeat it (a bug still shows its traceback, printed by lcpipe)
+                logger.addFilter(_only_critical)
+
+
+def _only_critical(record) -> bool:
+    """Logging filter: keep CRITICAL records only."""
+    import logging
+
+    return record.levelno >= logging.CRITICAL
 
 
 def _drop_user_error_tracebacks(record) -> bool:
@@ -91,7 +171,7 @@ def add_dask_arguments(p: argparse.ArgumentParser) -> None:
     x.add_argument("--dask-address", default=None, metavar="ADDR",
                    help="run the chunk tasks on a running Dask cluster, e.g. tcp://host:8786 "
                         "(its workers must see the same file paths)")
-    x.add_argument("--dask-local", type=int, default=None, metavar="N",
+    x.add_argument("--dask-local", type=count(1), default=None, metavar="N",
                    help="run the chunk tasks on a temporary local Dask cluster of N worker "
                         "processes")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_debug_argument
+from ._common import add_debug_argument, count, positive
 
 HELP = "CNN classifier of dm-dt images: train, predict, cv, saliency"
 
@@ -24,16 +24,16 @@ _REPS = ("paper", "fine")
 
 def _add_training(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=30, help="maximum epochs (default 30)")
-    g.add_argument("--batch-size", type=int, default=64, help="default 64")
-    g.add_argument("--learning-rate", type=float, default=None,
+    g.add_argument("--epochs", type=count(1), default=30, help="maximum epochs (default 30)")
+    g.add_argument("--batch-size", type=count(1), default=64, help="default 64")
+    g.add_argument("--learning-rate", type=positive, default=None,
                    help="initial Adam rate (default: 1e-3 for mahabal2017, 3e-3 for vgg6 "
                         "and dmdtnet)")
-    g.add_argument("--patience", type=int, default=4,
+    g.add_argument("--patience", type=count(0), default=4,
                    help="early-stopping patience in epochs (default 4)")
-    g.add_argument("--max-class-weight", type=float, default=10.0,
+    g.add_argument("--max-class-weight", type=positive, default=10.0,
                    help="cap of the balanced class weights (default 10)")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--seed", type=count(0), default=0, help="random seed (default 0)")
 
 
 def _csv(kind: type, choices: tuple[str, ...] | None = None):
@@ -62,7 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="input representation (default: from the file's bins and norm)")
     t.add_argument("--classes", default="all",
                    help="'all' (default), 'paper7' or a comma-separated list")
-    t.add_argument("--augment", type=int, default=0,
+    t.add_argument("--augment", type=count(0), default=0,
                    help="sparser-cadence copies per object (needs --lightcurves; default 0)")
     t.add_argument("--lightcurves", default=None, metavar="LC.parquet",
                    help="light curves of the same objects, for --augment")
@@ -85,8 +85,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated representations (default paper,fine)")
     c.add_argument("--augment", type=_csv(int), default=[0],
                    help="comma-separated copies per object, e.g. 0,2 (default 0)")
-    c.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
-    c.add_argument("--fold-seed", type=int, default=0, help="seed of the folds (default 0)")
+    c.add_argument("--folds", type=count(2), default=5, help="number of folds (default 5)")
+    c.add_argument("--fold-seed", type=count(0), default=0, help="seed of the folds (default 0)")
     _add_training(c)
 
     s = sub.add_parser("saliency", help="saliency maps of a model on a dm-dt file")

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_cleaning_arguments, add_input_arguments, cleaning_config, column_map
+from ._common import (
+    add_cleaning_arguments,
+    add_input_arguments,
+    band_list,
+    cleaning_config,
+    column_map,
+    count,
+    jobs,
+)
 
 HELP = "compute dm-dt images (Mahabal et al. 2017) of a light-curve table, streaming"
 
@@ -20,9 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="pixel normalisation (default 'paper': uint8 ceil(255 count/npairs))")
     p.add_argument("--bands", default=None,
                    help="comma-separated channel order (default: all bands, by wavelength)")
-    p.add_argument("--chunk-rows", type=int, default=1_000_000,
+    p.add_argument("--chunk-rows", type=count(1), default=1_000_000,
                    help="rows per processing chunk (memory bound; default 1e6)")
-    p.add_argument("-j", "--jobs", type=int, default=1,
+    p.add_argument("-j", "--jobs", type=jobs, default=1,
                    help="threads for the counting kernel; -1 = all cores (default 1)")
     add_cleaning_arguments(p)
 
@@ -32,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     from pipeline.dmdt import dmdt_file
 
-    bands = [b.strip() for b in args.bands.split(",")] if args.bands else None
+    bands = band_list(args)
     t0 = time.perf_counter()
     s = dmdt_file(args.input, args.output, bins=args.bins, norm=args.norm,
                   cmap=column_map(args), bands=bands, config=cleaning_config(args),

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_cleaning_arguments, add_input_arguments, cleaning_config, column_map
+from ._common import (
+    add_cleaning_arguments,
+    add_input_arguments,
+    band_list,
+    cleaning_config,
+    column_map,
+    count,
+    jobs,
+    positive,
+)
 
 HELP = "compute light-curve features (statistics, period, Fourier, colours) per object"
 
@@ -14,13 +23,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT.parquet")
     p.add_argument("--bands", default=None,
                    help="comma-separated band order (default: all bands found, sorted)")
-    p.add_argument("--period-min", type=float, default=0.05,
+    p.add_argument("--period-min", type=positive, default=0.05,
                    help="shortest period searched, days (default 0.05)")
-    p.add_argument("--period-max", type=float, default=1000.0,
+    p.add_argument("--period-max", type=positive, default=1000.0,
                    help="longest period searched, days (default 1000)")
-    p.add_argument("--chunk-rows", type=int, default=100_000,
+    p.add_argument("--chunk-rows", type=count(1), default=100_000,
                    help="input rows per chunk (default 1e5)")
-    p.add_argument("-j", "--jobs", type=int, default=1,
+    p.add_argument("-j", "--jobs", type=jobs, default=1,
                    help="worker processes over chunks; -1 = all cores (default 1)")
     add_cleaning_arguments(p)
 
@@ -29,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from features.api import extract_features_file
     from features.period import PeriodSearchConfig
 
-    bands = [b.strip() for b in args.bands.split(",")] if args.bands else None
+    bands = band_list(args)
     config = None
     if (args.period_min, args.period_max) != (0.05, 1000.0):
         config = PeriodSearchConfig(period_min=args.period_min, period_max=args.period_max)

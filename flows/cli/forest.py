@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_debug_argument
+from ._common import add_debug_argument, count, jobs
 
 HELP = "random-forest baseline on feature tables: train, predict, cv"
 
 
 def _add_forest_params(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("forest")
-    g.add_argument("--n-estimators", type=int, default=500, help="trees (default 500)")
-    g.add_argument("--min-samples-leaf", type=int, default=1, help="default 1")
-    g.add_argument("--max-features", default="sqrt",
+    g.add_argument("--n-estimators", type=count(1), default=500, help="trees (default 500)")
+    g.add_argument("--min-samples-leaf", type=count(1), default=1, help="default 1")
+    g.add_argument("--max-features", default="sqrt", type=_max_features,
                    help="features per split: sqrt (default), log2, an int or a fraction")
     g.add_argument("--class-weight", default="balanced",
                    choices=["balanced", "balanced_subsample", "none"],
@@ -23,14 +23,27 @@ def _add_forest_params(p: argparse.ArgumentParser) -> None:
                         "or refuse")
     g.add_argument("--include-magnitudes", action="store_true",
                    help="also use the apparent-magnitude levels (mean, median, weighted_mean)")
-    g.add_argument("-j", "--jobs", type=int, default=1, help="parallel jobs (default 1)")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("-j", "--jobs", type=jobs, default=1, help="parallel jobs (default 1)")
+    g.add_argument("--seed", type=count(0), default=0, help="random seed (default 0)")
+
+
+def _max_features(text: str) -> str | int | float:
+    """argparse ``type=``: 'sqrt', 'log2', a count >= 1 or a fraction in (0, 1]."""
+    if text in ("sqrt", "log2"):
+        return text
+    try:
+        value = float(text) if "." in text else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not sqrt, log2, a count or a fraction") from None
+    if (isinstance(value, int) and value < 1) or (isinstance(value, float)
+                                                   and not 0 < value <= 1):
+        raise argparse.ArgumentTypeError(f"{text!r}: a count must be >= 1, a fraction in (0, 1]")
+    return value
 
 
 def _params(args: argparse.Namespace) -> dict:
     mf = args.max_features
-    if mf not in ("sqrt", "log2"):
-        mf = float(mf) if "." in mf else int(mf)
     return {"n_estimators": args.n_estimators, "min_samples_leaf": args.min_samples_leaf,
             "max_features": mf,
             "class_weight": None if args.class_weight == "none" else args.class_weight,
@@ -63,7 +76,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="'paper7' (default), 'all' or a comma list")
     c.add_argument("-o", "--output", default=None, metavar="REPORT.json",
                    help="JSON report (out-of-fold predictions go to REPORT.oof.parquet)")
-    c.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
+    c.add_argument("--folds", type=count(2), default=5, help="number of folds (default 5)")
     c.add_argument("--importances", action="store_true",
                    help="permutation importances on the held-out folds (slow)")
     _add_forest_params(c)

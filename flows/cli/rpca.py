@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import count, positive
+
 HELP = "robust PCA of dm-dt images: survey background b, class backgrounds c_i, sparse part s"
 
 
@@ -14,18 +16,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--outdir", required=True, metavar="OUTDIR",
                    help="output directory (rpca_objects.parquet, rpca_templates.parquet, PNGs, "
                         "rpca_summary.json)")
-    p.add_argument("--rank-background", type=int, default=1,
+    p.add_argument("--rank-background", type=count(1), default=1,
                    help="rank of the survey background b (default 1)")
-    p.add_argument("--rank-class", type=int, default=5,
+    p.add_argument("--rank-class", type=count(1), default=5,
                    help="rank of each class part c_i (default 5)")
     p.add_argument("--pixel-transform", choices=["sqrt", "none"], default="sqrt",
                    help="pixel transform before the decomposition (default sqrt)")
     p.add_argument("--method", choices=["altproj", "pcp"], default="altproj",
                    help="robust PCA solver (default altproj)")
-    p.add_argument("--tol", type=float, default=1e-3, help="tolerance of each fit (default 1e-3)")
-    p.add_argument("--max-iter", type=int, default=200,
+    p.add_argument("--tol", type=positive, default=1e-3,
+                   help="tolerance of each fit (default 1e-3)")
+    p.add_argument("--max-iter", type=count(1), default=200,
                    help="iteration cap of each fit (default 200)")
-    p.add_argument("--min-class-size", type=int, default=1,
+    p.add_argument("--min-class-size", type=count(1), default=1,
                    help="leave classes with fewer labelled images out of the fit (default 1)")
 
 

@@ -63,9 +63,11 @@ def test_cli_dask_options(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:  # argparse: mutually exclusive
         main([*base, "--dask-address", "tcp://127.0.0.1:8786", "--dask-local", "2"])
     assert exc.value.code == 2 and "not allowed with" in capsys.readouterr().err
-    assert main([*base, "--dask-local", "0"]) == 2
-    assert capsys.readouterr().err.strip() == (
-        "lcpipe classify: error: --dask-local: needs at least 1 worker (got 0)")
+    with pytest.raises(SystemExit) as exc:
+        main([*base, "--dask-local", "0"])
+    assert exc.value.code == 2 and capsys.readouterr().err.strip() == (
+        "lcpipe classify: error: argument --dask-local: must be >= 1, got 0 "
+        "(see lcpipe classify --help)")
     assert not (tmp_path / "p.parquet").exists()
     for cmd in ("train", "classify"):
         with pytest.raises(SystemExit):

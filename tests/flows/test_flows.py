@@ -338,9 +338,38 @@ def test_cv_folds_give_the_same_folds_to_every_model(tmp_path: Path) -> None:
                                          value_set=pa.array(ids, pa.string()))), data)
     classify(str(bundle), data, tmp_path / "classified.parquet", ClassifySettings(n_jobs=1))
     got = pq.read_table(tmp_path / "classified.parquet").to_pandas()
+    everything = got
     got = got[got["model"] == "stack"].set_index("object_id").sort_index()
     np.testing.assert_allclose(got[cols].to_numpy(float), te_w["stack"][cols].to_numpy(float),
                                rtol=1e-5, atol=1e-6)
+
+    # 'unknown': each model's threshold is the lowest top probability at which its CV
+    # answers reach 0.95 accuracy, recomputed here by brute force over every candidate
+    thresholds = json.loads((bundle / "bundle.json").read_text())["unknown_thresholds"]
+    assert set(thresholds) == {"forest", "cnn", "stack"}
+    cov = read_report(run.report_dir, "coverage", run.run_id)
+    for m, tau in thresholds.items():
+        g = cv_w[m] if m in cv_w else cv[cv["model"] == m].set_index("object_id")
+        top = g[cols].to_numpy(float).max(axis=1)
+        right = (np.asarray(PAPER7)[g[cols].to_numpy(float).argmax(axis=1)]
+                 == g["true_class"].to_numpy())
+        ok = [t for t in np.r_[0.0, np.unique(top)]
+              if right[top >= t].size and right[top >= t].mean() >= 0.95]
+        assert tau == (min(ok) if ok else pytest.approx(top.max(), abs=1e-9)), m
+        rows = pred[(pred["model"] == m) & (pred["split"] == "test")]
+        low = rows["probability"] < tau
+        assert (rows.loc[low, "answer"] == "unknown").all(), m
+        assert (rows.loc[~low, "answer"] == rows.loc[~low, "predicted_class"]).all(), m
+        assert rows.loc[low, "unknown_reason"].str.contains(f"< {tau:.3f}").all(), m
+        chosen = cov[(cov["model"] == m) & cov["chosen"]]
+        assert set(chosen["split"]) == {"cv", "test"}
+        assert chosen["threshold"].tolist() == [tau, tau]
+        c = chosen.set_index("split").loc["test"]
+        assert c["answered"] == (~low).sum()
+    # classify applies the same thresholds
+    cl = everything.set_index(["model", "object_id"]).sort_index()
+    ex = pred[pred["split"] == "test"].set_index(["model", "object_id"]).sort_index()
+    assert (cl.loc["stack", "answer"] == ex.loc["stack", "answer"]).all()
 
 
 # ----------------------------------------------------------------------------- 4. bad file

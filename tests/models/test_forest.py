@@ -175,7 +175,7 @@ def test_files_train_predict_cv_and_version_check(tmp_path, rng):
     pred = pd.read_parquet(tmp_path / "p.parquet")
     assert list(pred.columns) == ["run_id", "object_id", "split", "fold", "true_class", "model",
                                   "predicted_class", "probability", "prob_b", "prob_c",
-                                  "prob_rare", "models_agree"]
+                                  "prob_rare", "models_agree", "answer", "unknown_reason"]
     assert (pred.model == "forest").all() and (pred.split == "classify").all()
     assert p["n_objects"] == 240 and (pred.object_id == frame.object_id).all()
     np.testing.assert_allclose(pred.probability, pred.filter(like="prob_").max(axis=1))

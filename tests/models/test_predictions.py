@@ -221,3 +221,26 @@ def test_lying_prediction_tables_are_refused(tmp_path, rng):
         with pytest.raises(InputError, match=needle) as info:
             read_predictions(path)
         assert str(path) in str(info.value) and "object CSS" in str(info.value)
+
+
+def test_survey_table_of_schema_1_0_is_upserted(tmp_path, rng):
+    """A survey's prediction table written before 1.1 (no answer columns) takes new rows:
+    its old rows get null answers, the new ones theirs."""
+    import pyarrow as pa
+
+    from models.predictions import upsert_predictions
+
+    proba = rng.dirichlet(np.ones(len(CLASSES)), 4)
+    old = prediction_frame(_objects(4), "forest", CLASSES, proba, run_id="run-old",
+                           split="classify")
+    path = write_predictions(old, tmp_path / "survey.parquet")
+    t = pq.read_table(path)
+    pq.write_table(t.drop_columns(["answer", "unknown_reason"]).replace_schema_metadata(
+        t.schema.metadata), path)
+    new = write_predictions(old.iloc[:1].assign(run_id="x"), tmp_path / "new.parquet")
+    out = upsert_predictions(path, [new], tmp_path / "out.parquet", run_id="run-new")
+    frame, _ = read_predictions(out)
+    assert frame["run_id"].tolist() == ["run-new", "run-old", "run-old", "run-old"]
+    assert frame["answer"].tolist()[0] == old["predicted_class"].iloc[0]
+    assert frame["answer"].iloc[1:].isna().all()
+    assert pa.types.is_string(pq.read_schema(out).field("answer").type)

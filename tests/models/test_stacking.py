@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
@@ -97,3 +98,51 @@ def test_reliability_of_calibrated_and_overconfident_models():
     over = np.c_[conf + 0.1, 0.9 - conf]
     ece, _ = reliability(y, over, ["a", "b"], n_bins=10)
     assert ece == pytest.approx(0.1, abs=0.005)
+
+
+# ------------------------------------------------------------------ "unknown"
+
+
+def test_choose_threshold_by_hand():
+    """Top probabilities 0.9 (right), 0.8 (right), 0.7 (wrong), 0.6 (right), 0.5 (wrong):
+    accuracy of the k most confident = 1, 1, 2/3, 3/4, 3/5. For 0.75 the lowest
+    threshold is 0.6 (4 answered, 3 right); for 0.9 it is 0.8; for 0.6 every object is
+    answered (0.0); for 1.0 it is 0.8 again; nothing reaches 1.0 when the best is wrong."""
+    from models.evaluation import choose_threshold, coverage_rows
+
+    conf = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    proba = np.c_[conf, 1 - conf]
+    y = np.array(["a", "a", "b", "a", "b"])
+    cls = ["a", "b"]
+    assert choose_threshold(y, proba, cls, 0.75) == 0.6
+    assert choose_threshold(y, proba, cls, 0.9) == 0.8
+    assert choose_threshold(y, proba, cls, 0.6) == 0.0
+    assert choose_threshold(y, proba, cls, 1.0) == 0.8
+    assert choose_threshold(np.array(["b", "a", "a", "a", "a"]), proba, cls, 1.0) > 0.9
+    # a tie at 0.8 (one right, one wrong) answers both or neither
+    conf = np.array([0.9, 0.8, 0.8, 0.5])
+    y = np.array(["a", "a", "b", "b"])
+    assert choose_threshold(y, np.c_[conf, 1 - conf], cls, 0.9) == 0.9
+    rows = coverage_rows(y, np.c_[conf, 1 - conf], cls, [0.0, 0.85, 0.95])
+    assert rows["answered"].tolist() == [4, 1, 0]
+    np.testing.assert_allclose(rows["coverage"], [1.0, 0.25, 0.0])
+    np.testing.assert_allclose(rows["accuracy"], [0.5, 1.0, np.nan])  # 0.5 top of 'b' is 'a'
+
+
+def test_apply_unknown_marks_low_confidence_rows_and_says_why():
+    from models.predictions import UNKNOWN, apply_unknown, check_predictions, prediction_frame
+
+    proba = np.array([[0.9, 0.1], [0.55, 0.45], [0.3, 0.7]])
+    f = prediction_frame(["o1", "o2", "o3"], "stack", ["a", "b"], proba, run_id="r",
+                         split="classify")
+    g = prediction_frame(["o1"], "rpca_nearest", ["a", "b"], predicted=["b"], run_id="r",
+                         split="classify")
+    out = apply_unknown(pd.concat([f, g], ignore_index=True), {"stack": 0.6, "forest": 0.99})
+    assert out["answer"].tolist() == ["a", UNKNOWN, "b", "b"]
+    assert out["unknown_reason"].iloc[1] == "top probability 0.550 < 0.600 (threshold of stack)"
+    assert out["unknown_reason"].isna().tolist() == [True, False, True, True]
+    assert out["predicted_class"].tolist() == ["a", "a", "b", "b"]  # kept
+    check_predictions(out, "x")
+    out.loc[0, "answer"] = "b"
+    with pytest.raises(InputError, match="neither the predicted class nor 'unknown'"):
+        check_predictions(out, "x")

@@ -130,6 +130,37 @@ def test_dmdt_of_shuffled_input_equals_grouped(tmp_path, rng):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["b.parquet"]
 
 
+
+@pytest.mark.parametrize("shuffle", [False, True], ids=["grouped", "shuffled"])
+def test_ids_with_stray_spaces_are_one_object_on_every_path(tmp_path, rng, shuffle):
+    """' o003  ' on some rows and 'o003' on others is one object, as in labels tables: the
+    grouping check, the id-range partitions and the cleaning all strip ids, so the dm-dt
+    images equal those of the clean ids (streamed in blocks or partitioned); an id of
+    spaces only is a missing id."""
+    from pipeline.dmdt import dmdt_file, read_dmdt
+
+    df = make_frame(rng, n_obj=30, n_min=20, n_max=60).sort_values(["object_id", "t"])
+    padded = df.copy()
+    padded["object_id"] = padded["object_id"].astype(object)
+    odd = np.arange(len(padded)) % 2 == 1
+    padded.loc[odd, "object_id"] = [f" {o}  " for o in padded.loc[odd, "object_id"]]
+    padded = pd.concat([padded, pd.DataFrame({"object_id": ["   "], "band": [df["band"].iloc[0]],
+                                              "t": [1.0], "mag": [15.0], "mag_err": [0.1]})],
+                       ignore_index=True)
+    if shuffle:
+        padded = padded.sample(frac=1.0, random_state=3)
+    g, p = tmp_path / "g.parquet", tmp_path / "p.parquet"
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), g)
+    pq.write_table(pa.Table.from_pandas(padded, preserve_index=False), p)
+    a = dmdt_file(g, tmp_path / "a.parquet")
+    b = dmdt_file(p, tmp_path / "b.parquet", chunk_rows=300)
+    assert a["objects"] == b["objects"] == 30
+    assert b["cleaning"]["rows_dropped"].get("null_object_id") == 1
+    A, B = read_dmdt(tmp_path / "a.parquet"), read_dmdt(tmp_path / "b.parquet")
+    ia, ib = np.argsort(A.object_id), np.argsort(B.object_id)
+    assert np.array_equal(A.object_id[ia], B.object_id[ib])
+    assert np.array_equal(A.images[ia], B.images[ib])
+
 def test_unclean_reader_skips_the_sort_only_for_sorted_input(tmp_path, rng):
     """read_lightcurves(clean=False) on lcpipe's sorted chunk files takes the rows as they
     are; the same clean rows in another order are sorted first: both give the same series."""

@@ -135,13 +135,17 @@ def predictions_frame(run_id: str) -> pd.DataFrame:
             probs = _probabilities(classes, pred, model)
             rows.append(dict(run_id=run_id, object_id=obj, split="test", fold=None,
                              true_class=TRUE[run_id][obj], model=model, predicted_class=pred,
-                             probability=probs[f"prob_{pred}"], **probs, models_agree=agree))
+                             probability=probs[f"prob_{pred}"], **probs, models_agree=agree,
+                             answer=pred if model == "forest" else "unknown",
+                             unknown_reason=None if model == "forest" else "top probability "
+                             "0.600 < 0.650 (threshold of cnn)"))
         # one CV prediction per object, forest only
         probs = _probabilities(classes, TRUE[run_id][obj] or classes[0], "forest")
         rows.append(dict(run_id=run_id, object_id=obj, split="cv", fold=int(obj[1:]) % 2,
                          true_class=TRUE[run_id][obj], model="forest",
                          predicted_class=TRUE[run_id][obj] or classes[0],
-                         probability=0.7, **probs, models_agree=True))
+                         probability=0.7, **probs, models_agree=True,
+                         answer=TRUE[run_id][obj] or classes[0], unknown_reason=None))
     return pd.DataFrame(rows)
 
 
@@ -156,6 +160,18 @@ def calibration_frame(run_id: str) -> pd.DataFrame:
                           n=10, confidence=0.65, accuracy=acc - 0.1),
                      dict(run_id=run_id, model=model, split=split, bin_low=0.9, bin_high=1.0,
                           n=20, confidence=0.95, accuracy=acc)]
+    return pd.DataFrame(rows)
+
+
+def coverage_frame(run_id: str) -> pd.DataFrame:
+    """Accuracy against coverage at two thresholds per (split, model), the second chosen."""
+    rows = []
+    for split, models in RECALLS[run_id].items():
+        for model, (_r, acc, _b, _ll) in models.items():
+            rows += [dict(run_id=run_id, model=model, split=split, threshold=0.0, answered=30,
+                          coverage=1.0, accuracy=acc, chosen=False),
+                     dict(run_id=run_id, model=model, split=split, threshold=0.65, answered=0,
+                          coverage=0.0, accuracy=None, chosen=True)]
     return pd.DataFrame(rows)
 
 
@@ -178,6 +194,7 @@ def write_run(report_dir: Path, run_id: str) -> None:
     write_report_table(report_dir, "metrics", run_id, metrics_frame(run_id))
     write_report_table(report_dir, "confusion", run_id, confusion_frame(run_id))
     write_report_table(report_dir, "calibration", run_id, calibration_frame(run_id))
+    write_report_table(report_dir, "coverage", run_id, coverage_frame(run_id))
     if run_id in PREDICTED:
         write_report_table(report_dir, "predictions", run_id, predictions_frame(run_id),
                            classes=CLASSES[run_id])
@@ -227,7 +244,7 @@ def test_table_schema_types():
     assert runs.field("objects_in").type == pa.int64()
     assert runs.field("git_commit").nullable and not runs.field("flow").nullable
     pred = table_schema("predictions", ["b", "a"])
-    assert pred.names[-3:] == ["prob_b", "prob_a", "models_agree"]
+    assert pred.names[-5:] == ["prob_b", "prob_a", "models_agree", "answer", "unknown_reason"]
     assert pred.field("fold").type == pa.int32() and pred.field("fold").nullable
     assert pred.field("models_agree").type == pa.bool_()
     assert table_schema("metrics").names == [
@@ -252,7 +269,7 @@ def test_read_report_unions_class_sets(report):
     pred = read_report(report, "predictions")
     assert pred.columns[0] == "run_id"
     assert list(pred.columns[8:]) == ["prob_EA", "prob_EW", "prob_RRab", "prob_Mira",
-                                      "models_agree"]
+                                      "models_agree", "answer", "unknown_reason"]
     assert sorted(pred["run_id"].unique()) == ["train-a", "train-b"]
     a = pred[pred["run_id"] == "train-a"]
     b = pred[pred["run_id"] == "train-b"]
