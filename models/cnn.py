@@ -98,6 +98,12 @@ def _keras() -> Any:
             import tensorflow as tf
 
             tf.constant(1.0) + 1  # runtime start-up logs here, not in the user's output
+        if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3") >= "3":
+            # "triggered tf.function retracing" warnings (one model per CV fold) are
+            # TensorFlow's performance hints, not the user's business
+            import logging
+
+            tf.get_logger().setLevel(logging.ERROR)
         globals()["keras"] = keras
     return globals()["keras"]
 

@@ -536,7 +536,9 @@ def comparison_markdown(report_dir: str | os.PathLike[str], run_id: str | None =
         accuracy, balanced accuracy, macro-F1, log loss and expected calibration error
         (3 decimals, ``-`` for null),
         sorted by split, then accuracy descending; then a table of per-class recall with
-        one column per model, for the ``test`` split if present, else the first split.
+        one column per model, for the ``test`` split if present, else the first split;
+        then, for runs with ``unknown`` thresholds, each model's threshold with the
+        coverage and accuracy of its answers on the test split.
 
     Raises
     ------
@@ -579,6 +581,20 @@ def comparison_markdown(report_dir: str | os.PathLike[str], run_id: str | None =
             [[c, *(_fmt(recall.get((m, c))) for m in models)] for c in classes],
             n_text=1,
         )
+    if _has_table(report_dir, "coverage", run_id):
+        cov = read_report(report_dir, "coverage", run_id)
+        cov = cov[cov["chosen"].astype(bool)]
+        split = "test" if "test" in set(cov["split"]) else None
+        if split is not None:
+            rows = cov[cov["split"] == split].sort_values("model", kind="stable")
+            lines += ["", f"### 'unknown' below each model's threshold (split `{split}`; "
+                      "thresholds chosen on the CV predictions)", ""]
+            lines += _markdown_table(
+                ["model", "threshold", "answered", "coverage", "accuracy of answers"],
+                [[r.model, _fmt(r.threshold), _fmt_int(r.answered), _fmt(r.coverage),
+                  _fmt(r.accuracy)] for r in rows.itertuples(index=False)],
+                n_text=1,
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -25,7 +25,9 @@ def run(args: argparse.Namespace) -> int:
 
     paths = sample_paths()
     print(f"lcpipe demo: the train flow on {paths['lightcurves']} (435 real CRTS light "
-          "curves; the 7 classes of Mahabal et al. 2017; Prefect's ephemeral API)", flush=True)
+          "curves; the 7 classes of Mahabal et al. 2017; 5-fold CV of the training part for "
+          "the stack and the 'unknown' thresholds; Prefect's ephemeral API)", flush=True)
     _print_summary(run_flow(args, train, data=paths["lightcurves"], labels=paths["labels"],
-                            output=args.output, settings=TrainSettings(classes="paper7")))
+                            output=args.output,
+                            settings=TrainSettings(classes="paper7", cv_folds=5)))
     return 0

@@ -90,8 +90,10 @@ def test_demo_runs_the_main_job_on_bundled_data(tmp_path):
     r = _run("demo", "--quiet", "-o", str(tmp_path / "demo"))
     assert r.returncode == 0, r.stderr
     assert "435 objects in" in r.stdout
-    for model in ("forest", "cnn", "rpca_nearest"):
+    for model in ("forest", "cnn", "rpca_nearest", "stack"):
         assert f"| test | {model} |" in r.stdout
+        assert f"| cv | {model} |" in r.stdout
+    assert "### 'unknown' below each model's threshold" in r.stdout
     noise = [ln for ln in (r.stdout + r.stderr).splitlines()
              if "cuda" in ln.lower() or ln.startswith(("I0000", "E0000", "W0000"))]
     assert not noise, noise
@@ -99,7 +101,7 @@ def test_demo_runs_the_main_job_on_bundled_data(tmp_path):
     runs = list_runs(reports)
     assert list(runs["status"]) == ["completed"] and int(runs["objects_in"].iloc[0]) == 435
     metrics = read_report(reports, "metrics")
-    assert set(metrics["model"]) == {"forest", "cnn", "rpca_nearest"}
+    assert set(metrics["model"]) == {"forest", "cnn", "rpca_nearest", "stack"}
     assert (tmp_path / "demo" / "bundles" / runs["run_id"].iloc[0] / "bundle.json").exists()
 
 

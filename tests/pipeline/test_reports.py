@@ -536,7 +536,12 @@ def test_comparison_markdown(report):
         "| EW | 0.950 | 0.700 |",
         "| Mira | 0.850 | 0.900 |",
         "| RRab | 0.900 | 0.970 |",
+        "| model | threshold | answered | coverage | accuracy of answers |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        "| cnn | 0.650 | 0 | 0.000 | - |",
+        "| forest | 0.650 | 0 | 0.000 | - |",
     ]
+    assert "### 'unknown' below each model's threshold (split `test`" in text
     older = comparison_markdown(report, "train-a")
     assert "| test | forest | 30 | 0.900 | 0.900 |" in older
     assert "| EA | 0.800 | 0.600 |" in older
