@@ -114,11 +114,14 @@ for v in itertools.count(2):
 """
 
 
-@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
-def test_sigkill_at_random_moments_leaves_one_complete_version(tmp_path, exchange):
-    """SIGKILL of a process replacing a folder in a loop, at 8 seeded random moments: the
+@pytest.mark.parametrize("sig,exchange", [(signal.SIGKILL, True), (signal.SIGKILL, False),
+                                          (signal.SIGINT, True)],
+                         ids=["sigkill-renameat2", "sigkill-two-renames", "sigint"])
+def test_kill_at_random_moments_leaves_one_complete_version(tmp_path, sig, exchange):
+    """A process replacing a folder in a loop, killed at 8 seeded random moments: the
     folder (or, with the portable two-rename swap, its moved-aside copy) is always one
-    complete version; what a kill leaves is hidden (a dot name)."""
+    complete version; what SIGKILL leaves is hidden (a dot name); after SIGINT
+    (KeyboardInterrupt) nothing is left but the folder."""
     rng = np.random.default_rng(16)
     final = tmp_path / "model"
     final.mkdir()
@@ -134,10 +137,12 @@ def test_sigkill_at_random_moments_leaves_one_complete_version(tmp_path, exchang
                                 env={**os.environ, "PYTHONPATH": str(root)})
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(float(rng.uniform(0.0, 0.3)))
-        proc.send_signal(signal.SIGKILL)
+        proc.send_signal(sig)
         proc.wait()
         proc.stdout.close()
         visible = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+        if sig == signal.SIGINT:
+            assert [p.name for p in tmp_path.iterdir()] == ["model"]
         if exchange:
             assert visible == [final]
         if final.exists():
