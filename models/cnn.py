@@ -603,6 +603,20 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
+    def _target_index(self, X: np.ndarray, target: Any) -> np.ndarray:
+        """Class index per image: of ``target`` (class labels), or the predicted class."""
+        if target is None:
+            return np.argmax(self.predict_proba(X), axis=1)
+        target = np.asarray(target)
+        if target.shape != (len(X),):
+            raise ValueError(f"target must have shape ({len(X)},)")
+        t_idx = np.searchsorted(self.classes_, target)
+        bad = (t_idx >= len(self.classes_)) | (
+            self.classes_[np.minimum(t_idx, len(self.classes_) - 1)] != target)
+        if bad.any():
+            raise ValueError(f"unknown target class {str(target[bad][0])!r}")
+        return t_idx
+
     def saliency(self, X: Any, target: Any = None) -> np.ndarray:
         """Saliency maps: |d(class score) / d(image)| (Simonyan et al. 2014).
 
@@ -623,17 +637,7 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
             Absolute gradient, in score units per unit of the input image.
         """
         X = self._check_predict_X(X)
-        if target is None:
-            t_idx = np.argmax(self.predict_proba(X), axis=1)
-        else:
-            target = np.asarray(target)
-            if target.shape != (len(X),):
-                raise ValueError(f"target must have shape ({len(X)},)")
-            t_idx = np.searchsorted(self.classes_, target)
-            bad = (t_idx >= len(self.classes_)) | (
-                self.classes_[np.minimum(t_idx, len(self.classes_) - 1)] != target)
-            if bad.any():
-                raise ValueError(f"unknown target class {target[bad][0]!r}")
+        t_idx = self._target_index(X, target)
         keras = _keras()
         score_model = keras.Model(self.model_.inputs, self.model_.get_layer("logits").output)
         out = np.empty_like(X)
@@ -641,6 +645,57 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
         for a in range(0, len(X), bs):
             out[a:a + bs] = _input_gradient(score_model, X[a:a + bs], t_idx[a:a + bs])
         return np.abs(out)
+
+    def grad_cam(self, X: Any, target: Any = None) -> np.ndarray:
+        """Class activation maps of the last convolution (Grad-CAM family).
+
+        lcpipe's networks flatten their last convolution into dense layers, where
+        Grad-CAM's channel weights (gradients averaged over positions; Selvaraju et al.
+        2017) mix every position's evidence and can cancel it. The map is therefore
+        HiResCAM (Draelos & Carin 2020): ReLU(sum_k dS/dA_k(h, w) * A_k(h, w)), the
+        contribution of each position of the last convolution's output A to the class
+        score S (exact for a linear head), resized bilinearly to the input's dm-dt
+        grid and divided by its maximum.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_objects, n_dm, n_dt[, n_channels])
+        target : array-like of shape (n_objects,), optional
+            Class per image; default the predicted class.
+
+        Returns
+        -------
+        ndarray of shape (n_objects, n_dm, n_dt)
+            In [0, 1] (all zero where no position raises the class score).
+        """
+        X = self._check_predict_X(X)
+        t_idx = self._target_index(X, target)
+        if keras_backend() != "tensorflow":
+            raise ConfigError(f"Grad-CAM needs the tensorflow Keras backend, not "
+                              f"{keras_backend()!r}")
+        import tensorflow as tf
+
+        keras = _keras()
+        convs = [layer for layer in self.model_.layers
+                 if isinstance(layer, keras.layers.Conv2D)]
+        if not convs:
+            raise ConfigError("Grad-CAM needs a network with a convolution layer")
+        model = keras.Model(self.model_.inputs,
+                            [convs[-1].output, self.model_.get_layer("logits").output])
+        onehot = np.eye(len(self.classes_), dtype=np.float32)
+        out = np.empty(X.shape[:3], dtype=np.float64)
+        bs = int(self.inference_batch_size)
+        for a in range(0, len(X), bs):
+            xb = tf.convert_to_tensor(X[a:a + bs])
+            with tf.GradientTape() as tape:
+                act, scores = model(xb, training=False)
+                total = tf.reduce_sum(scores * onehot[t_idx[a:a + bs]])
+            grad = tape.gradient(total, act)
+            cam = tf.nn.relu(tf.reduce_sum(grad * act, axis=-1, keepdims=True))
+            cam = tf.image.resize(cam, X.shape[1:3], method="bilinear")[..., 0].numpy()
+            peak = cam.max(axis=(1, 2), keepdims=True)
+            out[a:a + bs] = np.where(peak > 0, cam / np.where(peak > 0, peak, 1.0), 0.0)
+        return out
 
     # ----------------------------------------------------------------- metadata
 

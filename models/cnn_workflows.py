@@ -524,7 +524,8 @@ def mean_saliency(saliency: np.ndarray, groups: np.ndarray, classes: Sequence[st
 
 
 def _long_maps(maps: np.ndarray, key: str, keys: np.ndarray, meta: dict[str, Any],
-               extra: dict[str, np.ndarray] | None = None) -> pa.Table:
+               extra: dict[str, np.ndarray] | None = None, value: str = "saliency"
+               ) -> pa.Table:
     """Long table: one row per (map, dm bin, dt bin, channel) with physical bin edges."""
     n, n_dm, n_dt, n_ch = maps.shape
     dm, dt = np.asarray(meta["dm_edges"]), np.asarray(meta["dt_edges"])
@@ -539,7 +540,7 @@ def _long_maps(maps: np.ndarray, key: str, keys: np.ndarray, meta: dict[str, Any
         "dm_bin": np.tile(i_dm, n), "dt_bin": np.tile(i_dt, n),
         "dm_lo": np.tile(dm[i_dm], n), "dm_hi": np.tile(dm[i_dm + 1], n),
         "dt_lo": np.tile(dt[i_dt], n), "dt_hi": np.tile(dt[i_dt + 1], n),
-        "saliency": maps.reshape(n, -1).ravel(),
+        value: maps.reshape(n, -1).ravel(),
     })
     return pa.Table.from_pandas(pd.DataFrame(cols), preserve_index=False)
 
@@ -550,8 +551,9 @@ def saliency_report(
     outdir: str | os.PathLike[str],
     labels_path: str | os.PathLike[str] | None = None,
     object_ids: Sequence[str] | None = None,
+    method: str = "saliency",
 ) -> dict[str, Any]:
-    """Saliency maps of a saved model on a dm-dt file.
+    """Saliency maps (or class activation maps) of a saved model on a dm-dt file.
 
     For each object, the saliency map is ``|d score_c / d image|`` for its
     class ``c`` (the true class when ``labels_path`` gives one among the
@@ -561,7 +563,13 @@ def saliency_report(
     ``object_saliency.parquet`` and ``object_saliency.png``. Tables are long:
     one row per (class or object, channel, dm bin, dt bin) with the bin
     edges ``dm_lo``, ``dm_hi`` [mag] and ``dt_lo``, ``dt_hi`` [days].
+
+    ``method='gradcam'`` writes class activation maps of the last convolution instead
+    (:meth:`models.cnn.DmDtCNN.grad_cam`, one map for all bands, channel ``'all'``) to
+    ``mean_gradcam.*`` and ``object_gradcam.*``, value column ``gradcam``.
     """
+    if method not in ("saliency", "gradcam"):
+        raise ConfigError(f"unknown map method {method!r}: use 'saliency' or 'gradcam'")
     from pipeline.labels import read_labels
 
     from .cnn import load_cnn
@@ -579,19 +587,24 @@ def saliency_report(
         ok = lab.notna().to_numpy() & np.isin(truth.astype(str), classes)
         target[ok] = truth[ok].astype(str)
         basis = "true where labelled, else predicted"
-    sal = est.saliency(X, target)
+    if method == "gradcam":
+        sal = est.grad_cam(X, target)[..., None]
+        meta = {**meta, "channels": ["all"]}
+    else:
+        sal = est.saliency(X, target)
     maps, counts = mean_saliency(sal, target, classes)
     out = Path(outdir)
     write_parquet_atomic(_long_maps(maps, "class", np.asarray(classes), meta,
-                                    {"n_objects": counts[np.arange(len(classes))]}),
-                         out / "mean_saliency.parquet",
+                                    {"n_objects": counts[np.arange(len(classes))]}, method),
+                         out / f"mean_{method}.parquet",
                          metadata={"lcpipe.saliency": {"model": str(model_dir), "basis": basis,
+                                                       "method": method,
                                                        "scaling": "each map / its max"}})
     plot_saliency(maps, [f"{c} (n={n})" for c, n in zip(classes, counts, strict=True)],
                   meta["dm_edges"], meta["dt_edges"], meta["channels"],
-                  out / "mean_saliency.png")
+                  out / f"mean_{method}.png")
     summary: dict[str, Any] = {"objects": int(len(X)), "basis": basis,
-                               "mean_saliency": str(out / "mean_saliency.parquet")}
+                               f"mean_{method}": str(out / f"mean_{method}.parquet")}
     if object_ids:
         idx = pd.Index(images.object_id.astype(str)).get_indexer(list(object_ids))
         if (idx < 0).any():
@@ -599,11 +612,11 @@ def saliency_report(
                              object_id=list(object_ids)[int(np.flatnonzero(idx < 0)[0])])
         write_parquet_atomic(
             _long_maps(sal[idx], "object_id", images.object_id[idx], meta,
-                       {"target": target[idx], "prediction": pred[idx]}),
-            out / "object_saliency.parquet")
+                       {"target": target[idx], "prediction": pred[idx]}, method),
+            out / f"object_{method}.parquet")
         plot_saliency(sal[idx], [f"{o}: {t}" for o, t in zip(images.object_id[idx], target[idx],
                                                              strict=True)],
                       meta["dm_edges"], meta["dt_edges"], meta["channels"],
-                      out / "object_saliency.png")
-        summary["object_saliency"] = str(out / "object_saliency.parquet")
+                      out / f"object_{method}.png")
+        summary[f"object_{method}"] = str(out / f"object_{method}.parquet")
     return summary

@@ -97,6 +97,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="explain the true class where known (default: the predicted class)")
     s.add_argument("--objects", default=None,
                    help="comma-separated object ids whose own maps are written too")
+    s.add_argument("--method", choices=["saliency", "gradcam"], default="saliency",
+                   help="saliency: |d score / d image| (default); gradcam: class activation "
+                        "maps of the last convolution (HiResCAM)")
     _with_debug(sub)
 
 
@@ -144,6 +147,6 @@ def run(args: argparse.Namespace) -> int:
     elif cmd == "saliency":
         objects = [o.strip() for o in args.objects.split(",")] if args.objects else None
         s = wf.saliency_report(args.input, args.model, args.output, labels_path=args.labels,
-                               object_ids=objects)
-        print(f"saliency of {s['objects']} objects ({s['basis']} class) -> {args.output}")
+                               object_ids=objects, method=args.method)
+        print(f"{args.method} of {s['objects']} objects ({s['basis']} class) -> {args.output}")
     return 0

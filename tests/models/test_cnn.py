@@ -213,6 +213,25 @@ def test_saliency_peaks_on_planted_pixel(planted_model):
     assert np.unravel_index(np.argmax(mean), mean.shape) == (12, 15)
 
 
+def test_grad_cam_lights_the_planted_region(planted_model):
+    """Only pixel (12, 15) tells 'b' from 'a': the mean class map of the 'b' images peaks
+    within the last convolution's receptive cell around it (the map is on a coarser grid,
+    resized to the input), far above the map's mean elsewhere."""
+    clf, X, y = planted_model
+    b = X[y == "b"][:32]
+    cam = clf.grad_cam(b, np.full(len(b), "b"))
+    assert cam.shape == (len(b), 22, 24)
+    assert np.all((cam >= 0) & (cam <= 1)) and np.allclose(cam.max(axis=(1, 2)), 1.0)
+    mean = cam.mean(axis=0)
+    peak = np.unravel_index(np.argmax(mean), mean.shape)
+    assert abs(peak[0] - 12) <= 3 and abs(peak[1] - 15) <= 3, peak
+    far = np.ones_like(mean, dtype=bool)
+    far[8:17, 11:20] = False
+    assert mean[12, 15] > 3 * mean[far].mean()
+    with pytest.raises(ValueError, match="unknown target class 'zz'"):
+        clf.grad_cam(b[:2], np.array(["zz", "b"]))
+
+
 def test_input_gradient_of_linear_scores_is_the_weights(rng):
     """Independent check of the autodiff helper: for scores = W x + b, d score_k / dx = W[:, k]."""
     import keras
@@ -467,6 +486,14 @@ def test_cli_train_predict_saliency(lcs_and_labels, lc_files, tmp_path, capsys):
     assert (out / "mean_saliency.png").stat().st_size > 0
     obj = pd.read_parquet(out / "object_saliency.parquet")
     assert set(obj["object_id"]) == {"o000", "o001"}
+    # class activation maps: one map for all bands, each object's map scaled to max 1
+    assert main(["cnn", "saliency", str(dm_fine), "--model", str(model), "-o", str(out),
+                 "--objects", "o000", "--method", "gradcam"]) == 0
+    cam = pd.read_parquet(out / "mean_gradcam.parquet")
+    assert len(cam) == 2 * 36 * 32 and set(cam["channel"]) == {"all"}
+    assert cam["gradcam"].between(0, 1).all()
+    one = pd.read_parquet(out / "object_gradcam.parquet")
+    assert one["gradcam"].max() in (0.0, 1.0) and len(one) == 36 * 32
 
 
 def test_representation_presets_documented():
