@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "report": ".report",
     "serve": ".serve",
     "reprocess": ".reprocess",
+    "robustness": ".robustness",
 }
 
 
