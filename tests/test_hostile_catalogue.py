@@ -678,6 +678,18 @@ OPTION_CASES: list[tuple[str, list[str], str, tuple[str, ...], Callable | None]]
      None),
     ("simulate-seed_-1", ["simulate", "-n", "5", "-o", "sim", "--seed", "-1"], "error",
      ("seed",), None),
+    # lcpipe robustness: refused before any work (no TensorFlow model is run)
+    ("robustness-draws_0", ["robustness", "small.parquet", "--model", "crts", "-o", "rob",
+                            "-k", "0"], "error", ("--draws", ">= 1"), None),
+    ("robustness-jobs_0", ["robustness", "small.parquet", "--model", "crts", "-o", "rob",
+                           "-j", "0"], "error", ("--jobs",), None),
+    ("robustness-model_missing", ["robustness", "small.parquet", "--model", "nothere", "-o",
+                                  "rob"], "error", ("nothere", "bundle"), None),
+    ("robustness-output_is_a_file", ["robustness", "small.parquet", "--model", "crts", "-o",
+                                     "labels.csv"], "error", ("labels.csv", "not a folder"),
+     None),
+    ("robustness-input_missing", ["robustness", "nothere.parquet", "--model", "crts", "-o",
+                                  "rob"], "error", ("nothere.parquet",), None),
 ]
 
 

@@ -38,12 +38,17 @@ def run(args: argparse.Namespace) -> int:
 
     import pyarrow as pa
 
+    from models.bundle import load_bundle
     from models.robustness import error_robustness
+    from pipeline.errors import OutputError
     from pipeline.io import write_parquet_atomic
     from pipeline.lightcurves import read_lightcurves
 
-    lcs = read_lightcurves(args.input, column_map(args), config=cleaning_config(args))
     out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise OutputError(out, "exists and is not a folder: give a folder for the tables")
+    load_bundle(args.model)  # a bad bundle is refused before any work
+    lcs = read_lightcurves(args.input, column_map(args), config=cleaning_config(args))
     out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".lcpipe-robustness-", dir=out))
     try:
