@@ -4,36 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import count
+
 HELP = "simulate N labelled light curves on a CRTS-like cadence (Parquet + labels.csv)"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``simulate`` options to ``parser``."""
-    parser.add_argument("-n", "--n", dest="n", type=_positive_int, required=True,
+    parser.add_argument("-n", "--n", dest="n", type=count(1), required=True,
                         help="number of light curves (objects)")
     parser.add_argument("-o", "--out", required=True,
                         help="output directory: lightcurves.parquet and labels.csv go there")
-    parser.add_argument("--seed", type=_seed, default=0,
+    parser.add_argument("--seed", type=count(0), default=0,
                         help="random seed; the output is a function of the seed (default 0)")
     parser.add_argument("--bands", default="V",
                         help="comma-separated passbands from B,g,V,r,i,z; exposures cycle "
@@ -41,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classes", default=None,
                         help="comma-separated subset of RRab,RRc,EW,EA,LPV,constant,AGN "
                              "(default all, equal shares)")
-    parser.add_argument("--chunk-objects", type=_positive_int, default=2000,
+    parser.add_argument("--chunk-objects", type=count(1), default=2000,
                         help="objects simulated per chunk; sets memory use, not the output "
                              "(default 2000)")
 
