@@ -328,8 +328,8 @@ def _schema(n_pix: int, n_bands: int, norm: str) -> pa.Schema:
 
 def _to_table(img: DmDtImages, schema: pa.Schema) -> pa.Table:
     n = len(img)
-    flat = np.ascontiguousarray(img.images).reshape(n, -1)
-    n_pix = flat.shape[1]
+    n_pix = int(np.prod(img.images.shape[1:]))
+    flat = np.ascontiguousarray(img.images).reshape(n, n_pix)  # n = 0 too
     n_b = img.n_points.shape[1]
     bands = np.asarray(img.meta["bands"], dtype=object)
     missing = [list(bands[row]) for row in img.missing_bands]

@@ -478,3 +478,19 @@ def test_backends_return_int64_counts(method):
     for k, (_, _, t, m, _) in enumerate(lcs):
         np.testing.assert_array_equal(out[k], _reference(t, m, MAHABAL.dm_edges,
                                                          MAHABAL.dt_edges))
+
+
+def test_dmdt_table_of_no_objects_has_the_schema_and_no_rows():
+    """Images of zero objects give a zero-row table of the same schema (it used to fail in
+    a reshape of 0 rows)."""
+    from pipeline.dmdt import DmDtImages, compute_dmdt, dmdt_table
+    from pipeline.lightcurves import LightCurves
+
+    lcs = LightCurves(object_id=np.array(["a"]), band=np.array(["V"]),
+                      offsets=np.array([0, 12]), t=np.arange(12.0) * 3,
+                      mag=np.linspace(15, 16, 12), mag_err=np.full(12, 0.1))
+    img = compute_dmdt(lcs)
+    empty = DmDtImages(object_id=img.object_id[:0], images=img.images[:0],
+                       n_points=img.n_points[:0], n_pairs=img.n_pairs[:0], meta=img.meta)
+    full, none = dmdt_table(img), dmdt_table(empty)
+    assert none.num_rows == 0 and none.schema == full.schema
