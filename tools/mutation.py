@@ -70,7 +70,7 @@ GROUPS: dict[str, dict] = {
     },
     "validate": {
         "files": ["pipeline/validate.py"],
-        "tests": ["tests/pipeline/test_validate.py"],
+        "tests": ["tests/pipeline/test_validate.py", "tests/pipeline/test_validate_mutants.py"],
     },
     "clean_kernels": {
         "files": ["pipeline/_clean_impl.py"],
@@ -95,7 +95,8 @@ GROUPS: dict[str, dict] = {
     "period": {
         "files": ["features/period.py", "features/_period_impl.py"],
         "numba": ["features/_period_impl.py"],
-        "tests": ["tests/features/test_period.py", "tests/test_constants.py"],
+        "tests": ["tests/features/test_period.py", "tests/features/test_period_mutants.py",
+                  "tests/test_constants.py"],
     },
     "features_stats": {
         "files": ["features/base.py", "features/lightcurve.py", "features/colour.py"],
