@@ -375,8 +375,11 @@ def test_sigkill_during_saves_leaves_a_loadable_model(planted_model, tmp_path):
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(float(rng.uniform(0.2, 1.5)))
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc.stdout.close()
+        try:
+            proc.wait(timeout=120)
+        finally:
+            proc.kill()
+            proc.stdout.close()
         p = load_cnn(target).predict_proba(X[:8])  # load_cnn checks weights vs metadata
         assert any(np.array_equal(p, q) for q in answers)
         assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [

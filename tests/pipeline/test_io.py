@@ -101,8 +101,10 @@ def test_refusals_name_the_folder_and_touch_nothing(tmp_path):
 
 
 _WRITER = """
-import itertools, json, sys
+import itertools, json, signal, sys
 from pathlib import Path
+# a shell that starts jobs in the background hands them SIGINT ignored: restore Ctrl-C
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from pipeline.io import atomic_dir
 final = Path(sys.argv[1])
 print("ready", flush=True)
@@ -138,8 +140,11 @@ def test_kill_at_random_moments_leaves_one_complete_version(tmp_path, sig, excha
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(float(rng.uniform(0.0, 0.3)))
         proc.send_signal(sig)
-        proc.wait()
-        proc.stdout.close()
+        try:
+            proc.wait(timeout=120)
+        finally:
+            proc.kill()
+            proc.stdout.close()
         visible = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
         if sig == signal.SIGINT:
             assert [p.name for p in tmp_path.iterdir()] == ["model"]
