@@ -171,7 +171,6 @@ def classify_chunk(bundle_spec: str | os.PathLike[str], chunk: str | os.PathLike
 
     from .predictions import (
         apply_unknown,
-        class_columns,
         prediction_frame,
         with_agreement,
         write_predictions,
@@ -218,13 +217,11 @@ def classify_chunk(bundle_spec: str | os.PathLike[str], chunk: str | os.PathLike
                 out["rpca_distances"] = _write_rpca_distances(
                     ids, m_classes, pred, extra, wd / "rpca_distances.parquet", run_id)
     if "stack" in b.models:
-        from .stacking import base_probabilities
+        from .stacking import stack_predictions
 
         model, _ = load_model_cached("stack", b.model_path("stack"))
-        ids, X = base_probabilities(by_kind, model.base_models, classes)
-        by_kind["stack"] = prediction_frame(
-            ids, "stack", classes, class_columns(model.predict_proba(X), model.classes_, classes),
-            run_id=run_id, split="classify")
+        by_kind["stack"] = stack_predictions(model, by_kind, classes, run_id=run_id,
+                                             split="classify")
     frames = [by_kind[k] for k in b.models]  # the bundle's order, whatever ran first
     table = apply_unknown(with_agreement(pd.concat(frames, ignore_index=True)),
                           b.info.get("unknown_thresholds") or {})

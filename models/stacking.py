@@ -26,8 +26,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from pipeline.errors import InputError
 
-__all__ = ["StackedClassifier", "stack_inputs", "base_probabilities", "save_stack", "load_stack",
-           "STACK_FORMAT"]
+__all__ = ["StackedClassifier", "stack_inputs", "base_probabilities", "stack_predictions",
+           "save_stack", "load_stack", "STACK_FORMAT"]
 
 STACK_FORMAT = "lcpipe-stack/1"
 
@@ -94,6 +94,23 @@ def base_probabilities(frames: dict[str, Any], bases: Sequence[str], classes: Se
                              object_id=ids[np.argmax(lost)])
     X = stack_inputs([by[b].loc[ids, cols].to_numpy(np.float64) for b in bases])
     return ids.to_numpy().astype(str), X
+
+
+def stack_predictions(model: StackedClassifier, frames: dict[str, Any], classes: Sequence[str],
+                      *, run_id: str, split: str, object_ids: Sequence[str] | None = None,
+                      true_class: Sequence[Any] | None = None) -> Any:
+    """The stack's prediction rows from its base models' prediction rows (one split).
+
+    ``frames``, ``classes`` and ``object_ids`` as in :func:`base_probabilities` (the base
+    models are ``model.base_models``); ``run_id``, ``split`` and ``true_class`` as in
+    :func:`models.predictions.prediction_frame`.
+    """
+    from .predictions import class_columns, prediction_frame
+
+    ids, X = base_probabilities(frames, list(model.base_models or []), classes, object_ids)
+    proba = class_columns(model.predict_proba(X), model.classes_, [str(c) for c in classes])
+    return prediction_frame(ids, "stack", classes, proba, run_id=run_id, split=split,
+                            true_class=true_class)
 
 
 class StackedClassifier(ClassifierMixin, BaseEstimator):

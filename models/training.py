@@ -498,7 +498,12 @@ def evaluate_stack(predictions: dict[str, str], split_path: str | os.PathLike[st
     """
     from .evaluation import cross_validate
     from .predictions import class_columns, prediction_frame, read_predictions, write_predictions
-    from .stacking import StackedClassifier, base_probabilities, save_stack
+    from .stacking import (
+        StackedClassifier,
+        base_probabilities,
+        save_stack,
+        stack_predictions,
+    )
 
     wd = Path(workdir)
     split = read_split(split_path)
@@ -519,11 +524,9 @@ def evaluate_stack(predictions: dict[str, str], split_path: str | os.PathLike[st
     fit_seconds = time.perf_counter() - t0
     test = split[split["split"] == "test"]
     te = {b: f[f["split"] == "test"] for b, f in frames.items()}
-    te_ids, X_te = base_probabilities(te, STACK_BASES, classes,
-                                      test["object_id"].to_numpy().astype(str))
-    out = [prediction_frame(te_ids, "stack", classes,
-                            class_columns(est.predict_proba(X_te), est.classes_, classes),
-                            run_id=run_id, split="test", true_class=test["label"].to_numpy())]
+    out = [stack_predictions(est, te, classes, run_id=run_id, split="test",
+                             object_ids=test["object_id"].to_numpy().astype(str),
+                             true_class=test["label"].to_numpy())]
     fold = train["fold"].to_numpy(dtype=np.int64)
     folds = [(np.flatnonzero(fold != k), np.flatnonzero(fold == k))
              for k in range(int(fold.max()) + 1)]
