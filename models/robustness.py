@@ -1,30 +1,44 @@
-"""How stable is each prediction under the measurement errors? (issue 14, robustness)
+"""How stable is each prediction under the measurement errors and a sparser cadence? (issue 14)
 
-Every magnitude is redrawn from N(mag, mag_err) ``k`` times (seeded); each redrawn set
-of light curves is classified by the bundle exactly as ``lcpipe classify`` does
-(:func:`models.bundle.classify_chunk`: dm-dt images, features, every model), and each
-object's answers are compared with its answer on the light curves as measured.
-
-Per object and model: the fraction of draws that keep the predicted class
+Error bars (:func:`error_robustness`): every magnitude is redrawn from N(mag, mag_err)
+``k`` times (seeded); each redrawn set of light curves is classified by the bundle exactly
+as ``lcpipe classify`` does (:func:`models.bundle.classify_chunk`: dm-dt images, features,
+every model), and each object's answers are compared with its answer on the light curves
+as measured. Per object and model: the fraction of draws that keep the predicted class
 (``stable_fraction``: 1 = the error bars never change the answer) and the standard
 deviation over draws of the probability of that class. Per model and predicted class:
-their means. A model that ignores the magnitudes is fully stable by construction
-(tested).
+their means. A model that ignores the magnitudes is fully stable by construction (tested).
+
+Cadence (:func:`cadence_robustness`): each light curve keeps a random fraction of its
+points (each point independently, :func:`models.representations.subsample_lightcurves`);
+per model and fraction kept: the accuracy (with labels) and the fraction of objects whose
+answer is the one on the full light curve.
+
+The variants (draws, thinned copies) of all objects are classified together, many per
+call of :func:`models.bundle.classify_chunk` (object ids suffixed ``#v<k>``), so the models
+are loaded and the feature processes started once per batch, not once per draw.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, InputError
 
-__all__ = ["error_robustness", "perturbed"]
+__all__ = ["error_robustness", "cadence_robustness", "perturbed", "classify_variants"]
+
+#: Objects per classification call (variants x objects): bounds the memory of one call
+#: (images of the CNN grid: ~9 kB per object and band).
+MAX_OBJECTS_PER_CALL = 20_000
 
 
 def perturbed(lcs: Any, rng: np.random.Generator) -> Any:
@@ -34,6 +48,74 @@ def perturbed(lcs: Any, rng: np.random.Generator) -> Any:
     mag = lcs.mag + rng.standard_normal(len(lcs.mag)) * lcs.mag_err
     return LightCurves(object_id=lcs.object_id, band=lcs.band, offsets=lcs.offsets, t=lcs.t,
                        mag=mag, mag_err=lcs.mag_err)
+
+
+def _concat(variants: Sequence[Any], first: int) -> Any:
+    """Variants of the same objects as one LightCurves, ids ``'<id>#v<first + k>'``."""
+    from pipeline.lightcurves import LightCurves
+
+    ids = np.concatenate([np.asarray([f"{o}#v{first + k}" for o in v.object_id], dtype=object)
+                          for k, v in enumerate(variants)])
+    sizes = np.concatenate([np.diff(v.offsets) for v in variants])
+    return LightCurves(object_id=ids, band=np.concatenate([v.band for v in variants]),
+                       offsets=np.r_[0, np.cumsum(sizes)].astype(np.int64),
+                       t=np.concatenate([v.t for v in variants]),
+                       mag=np.concatenate([v.mag for v in variants]),
+                       mag_err=np.concatenate([v.mag_err for v in variants]))
+
+
+def classify_variants(bundle_spec: str | os.PathLike[str], variants: Sequence[Any],
+                      workdir: str | os.PathLike[str], n_jobs: int = 1,
+                      max_objects: int = MAX_OBJECTS_PER_CALL) -> list[pd.DataFrame]:
+    """Classify several variants of the same light curves as ``lcpipe classify`` does.
+
+    Parameters
+    ----------
+    bundle_spec : path-like or str
+        A bundle (:func:`models.bundle.resolve_bundle`).
+    variants : sequence of pipeline.lightcurves.LightCurves
+        Light curves of the same objects (redrawn magnitudes, fewer points...).
+    workdir : path-like
+        Scratch folder (one batch's chunk and predictions at a time).
+    n_jobs : int
+        Processes for the features.
+    max_objects : int
+        Most objects (variants x objects) per classification call.
+
+    Returns
+    -------
+    list of pandas.DataFrame
+        Per variant: the prediction rows (``object_id`` as in the variant, ``model``,
+        ``predicted_class``, ``probability``, ``prob_<class>``).
+    """
+    import pyarrow.parquet as pq
+
+    from pipeline.validate import series_to_arrow
+
+    from .bundle import classify_chunk
+    from .predictions import read_predictions
+
+    wd = Path(workdir)
+    wd.mkdir(parents=True, exist_ok=True)
+    n_obj = max((len(np.unique(v.object_id)) for v in variants), default=1)
+    per_call = max(1, int(max_objects) // max(n_obj, 1))
+    out: list[pd.DataFrame] = []
+    for a in range(0, len(variants), per_call):
+        batch = list(variants[a:a + per_call])
+        chunk = wd / f"batch-{a:05d}.parquet"
+        pq.write_table(series_to_arrow(_concat(batch, a)), chunk)
+        res = classify_chunk(bundle_spec, chunk, wd / f"batch-{a:05d}", run_id="robustness",
+                             n_jobs=n_jobs)
+        frame = read_predictions(res["predictions"])[0]
+        frame = frame[["object_id", "model", "predicted_class", "probability"]
+                      + [c for c in frame.columns if c.startswith("prob_")]]
+        base, _, tag = frame["object_id"].str.rpartition("#v").T.to_numpy()
+        tag = tag.astype(np.int64)
+        for k in range(a, a + len(batch)):
+            sel = tag == k
+            out.append(frame[sel].assign(object_id=base[sel]).reset_index(drop=True))
+        chunk.unlink(missing_ok=True)
+    return out
 
 
 def error_robustness(bundle_spec: str | os.PathLike[str], lcs: Any,
@@ -48,8 +130,7 @@ def error_robustness(bundle_spec: str | os.PathLike[str], lcs: Any,
     lcs : pipeline.lightcurves.LightCurves
         Clean light curves.
     workdir : path-like
-        Scratch folder for the redrawn chunks and their predictions (kept small: one
-        draw at a time).
+        Scratch folder for the redrawn chunks and their predictions.
     k : int
         Redraws.
     seed : int
@@ -67,46 +148,27 @@ def error_robustness(bundle_spec: str | os.PathLike[str], lcs: Any,
         ``stable_fraction`` (mean), ``all_stable`` (fraction of objects with
         ``stable_fraction == 1``). And timings (seconds).
     """
-    import pyarrow.parquet as pq
-
-    from pipeline.validate import series_to_arrow
-
-    from .bundle import classify_chunk
-    from .predictions import read_predictions
-
     if k < 1:
         raise ConfigError(f"k must be >= 1 redraws, got {k}")
-    wd = Path(workdir)
-    wd.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
-
-    def classify(draw: Any, name: str) -> pd.DataFrame:
-        chunk = wd / f"{name}.parquet"
-        pq.write_table(series_to_arrow(draw), chunk)
-        out = classify_chunk(bundle_spec, chunk, wd / name, run_id="robustness",
-                             n_jobs=n_jobs)
-        frame = read_predictions(out["predictions"])[0]
-        return frame[["object_id", "model", "predicted_class", "probability"]
-                     + [c for c in frame.columns if c.startswith("prob_")]]
-
-    base = classify(lcs, "measured")
+    frames = classify_variants(bundle_spec, [lcs] + [perturbed(lcs, rng) for _ in range(k)],
+                               workdir, n_jobs=n_jobs)
     key = ["object_id", "model"]
-    base = base.set_index(key).sort_index()
+    base = frames[0].set_index(key).sort_index()
     same = np.zeros(len(base))
     probs = np.empty((k, len(base)))
     col = ["prob_" + str(c) for c in base["predicted_class"]]
-    for r in range(k):
-        draw = classify(perturbed(lcs, rng), f"draw-{r:03d}").set_index(key).reindex(base.index)
+    for r, frame in enumerate(frames[1:]):
+        draw = frame.set_index(key).reindex(base.index)
         same += (draw["predicted_class"].to_numpy() == base["predicted_class"].to_numpy())
         cols = draw.columns.get_indexer(col)
         probs[r] = np.where(cols >= 0,
                             draw.to_numpy()[np.arange(len(draw)), np.maximum(cols, 0)],
                             np.nan).astype(np.float64)
-    std = probs.std(axis=0)
     per_object = base.reset_index()[key + ["predicted_class", "probability"]].copy()
     per_object["stable_fraction"] = same / k
-    per_object["probability_std"] = std
+    per_object["probability_std"] = probs.std(axis=0)
     per_object["draws"] = k
     per_class = (per_object.assign(all_stable=per_object["stable_fraction"] == 1.0)
                  .groupby(["model", "predicted_class"], sort=True)
@@ -115,3 +177,86 @@ def error_robustness(bundle_spec: str | os.PathLike[str], lcs: Any,
                  .reset_index())
     return per_object, per_class, {"seconds": round(time.perf_counter() - t0, 1),
                                    "objects": int(len(np.unique(lcs.object_id))), "k": k}
+
+
+def cadence_robustness(bundle_spec: str | os.PathLike[str], lcs: Any,
+                       workdir: str | os.PathLike[str],
+                       fractions: Sequence[float] = (0.9, 0.8, 0.7, 0.6, 0.5),
+                       labels: pd.Series | None = None, seed: int = 0, min_points: int = 10,
+                       n_jobs: int = 1) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Accuracy of a bundle's models against the fraction of each light curve's points kept.
+
+    Parameters
+    ----------
+    bundle_spec : path-like or str
+        A bundle.
+    lcs : pipeline.lightcurves.LightCurves
+        Clean light curves.
+    workdir : path-like
+        Scratch folder.
+    fractions : sequence of float
+        Fractions of points kept, each in (0, 1]: every point is kept independently with
+        this probability, and at least ``min_points`` per series (all of a shorter one).
+    labels : pandas.Series, optional
+        True class per object id (index); objects without a label count only in
+        ``agreement``.
+    seed : int
+        Seed of the thinning.
+    min_points : int
+        Points kept at least per series.
+    n_jobs : int
+        Processes for the features.
+
+    Returns
+    -------
+    (pandas.DataFrame, dict)
+        One row per model and fraction (1.0 = the light curves as given): ``model``,
+        ``fraction_kept`` (asked), ``points_kept`` (fraction actually kept, after the
+        ``min_points`` floor), ``objects``, ``labelled``, ``accuracy`` and
+        ``balanced_accuracy`` (over labelled objects; null without labels), and
+        ``agreement`` (fraction of objects answered as on the full light curves). And
+        timings.
+    """
+    from sklearn.metrics import balanced_accuracy_score
+
+    from .representations import subsample_lightcurves
+
+    fr = [float(f) for f in fractions]
+    if not fr or any(not 0.0 < f <= 1.0 for f in fr):
+        raise ConfigError(f"fractions of points kept must be in (0, 1], got {fractions}")
+    t0 = time.perf_counter()
+    variants, kept = [lcs], [1.0]
+    for i, f in enumerate(fr):
+        thin, _ = subsample_lightcurves(lcs, 1, (f, f), min_points=min_points, seed=seed + i)
+        # subsample_lightcurves names its copies '<id>#aug0': back to the object ids
+        thin = replace(thin, object_id=np.asarray([o[: -len("#aug0")] for o in thin.object_id],
+                                                  dtype=object))
+        variants.append(thin)
+        kept.append(len(thin.t) / max(len(lcs.t), 1))
+    frames = classify_variants(bundle_spec, variants, workdir, n_jobs=n_jobs)
+    full = frames[0].set_index(["object_id", "model"])["predicted_class"]
+    rows = []
+    for f, k_frac, frame in zip([1.0] + fr, kept, frames, strict=True):
+        for model, g in frame.groupby("model", sort=True):
+            ref = full.xs(model, level="model").reindex(g["object_id"]).to_numpy()
+            row: dict[str, Any] = {"model": model, "fraction_kept": f, "points_kept": k_frac,
+                                   "objects": len(g), "labelled": 0, "accuracy": np.nan,
+                                   "balanced_accuracy": np.nan,
+                                   "agreement": float(np.mean(g["predicted_class"].to_numpy()
+                                                              == ref))}
+            if labels is not None:
+                truth = labels.reindex(g["object_id"]).to_numpy()
+                has = pd.notna(truth)
+                if has.any():
+                    t, p = truth[has].astype(str), g["predicted_class"].to_numpy()[has]
+                    with warnings.catch_warnings():  # answers of classes absent here
+                        warnings.simplefilter("ignore", UserWarning)
+                        bal = float(balanced_accuracy_score(t, p))
+                    row.update(labelled=int(has.sum()), accuracy=float(np.mean(t == p)),
+                               balanced_accuracy=bal)
+            rows.append(row)
+    if labels is not None and not any(r["labelled"] for r in rows):
+        raise InputError("labels", "no object of the light curves has a label")
+    table = pd.DataFrame(rows).sort_values(["model", "fraction_kept"], ascending=[True, False])
+    return table.reset_index(drop=True), {"seconds": round(time.perf_counter() - t0, 1),
+                                         "objects": int(len(np.unique(lcs.object_id)))}

@@ -690,6 +690,17 @@ OPTION_CASES: list[tuple[str, list[str], str, tuple[str, ...], Callable | None]]
      None),
     ("robustness-input_missing", ["robustness", "nothere.parquet", "--model", "crts", "-o",
                                   "rob"], "error", ("nothere.parquet",), None),
+    ("robustness-cadence_0", ["robustness", "small.parquet", "--model", "crts", "-o", "rob",
+                              "--cadence", "0.5,0"], "error", ("--cadence", "(0, 1]"), None),
+    ("robustness-cadence_words", ["robustness", "small.parquet", "--model", "crts", "-o",
+                                  "rob", "--cadence", "half"], "error", ("--cadence", "half"),
+     None),
+    ("robustness-labels_without_cadence", ["robustness", "small.parquet", "--model", "crts",
+                                           "-o", "rob", "--labels", "labels.csv"], "error",
+     ("--labels", "--cadence"), None),
+    ("robustness-labels_missing", ["robustness", "small.parquet", "--model", "crts", "-o",
+                                   "rob", "--cadence", "0.5", "--labels", "nothere.csv"],
+     "error", ("nothere.csv",), None),
 ]
 
 

@@ -53,6 +53,17 @@ def finite(text: str) -> float:
     return value
 
 
+def fractions(text: str) -> list[float]:
+    """argparse ``type=``: comma-separated fractions, each in (0, 1]."""
+    values = [_number(part.strip()) for part in text.split(",") if part.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError("give one or more fractions, e.g. 0.9,0.7,0.5")
+    bad = [v for v in values if not (math.isfinite(v) and 0 < v <= 1)]
+    if bad:
+        raise argparse.ArgumentTypeError(f"fractions must be in (0, 1], got {bad[0]}")
+    return values
+
+
 def add_debug_argument(p: argparse.ArgumentParser) -> None:
     """``--debug`` at any level of a command (``lcpipe forest --debug train`` and
     ``lcpipe forest train --debug`` both work): SUPPRESS keeps a lower level from

@@ -10,11 +10,12 @@ from ._common import (
     cleaning_config,
     column_map,
     count,
+    fractions,
     jobs,
 )
 
-HELP = ("redraw the magnitudes from their error bars K times and report how stable each "
-        "model's predictions are")
+HELP = ("redraw the magnitudes from their error bars K times (and thin the cadence) and "
+        "report how stable each model's predictions are")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,10 +23,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="BUNDLE",
                    help="bundle folder, run folder of `lcpipe train`, or 'crts'")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
-                   help="folder for robustness_objects.parquet and robustness_classes.parquet")
+                   help="folder for robustness_objects.parquet, robustness_classes.parquet "
+                        "(and robustness_cadence.parquet)")
     p.add_argument("-k", "--draws", type=count(1), default=20,
                    help="redraws of every magnitude from N(mag, mag_err) (default 20)")
     p.add_argument("--seed", type=count(0), default=0, help="seed of the redraws (default 0)")
+    p.add_argument("--cadence", type=fractions, metavar="F1,F2,...",
+                   help="also classify the light curves with only these fractions of their "
+                        "points kept (e.g. 0.9,0.7,0.5): accuracy against the fraction kept "
+                        "in robustness_cadence.parquet")
+    p.add_argument("--labels", metavar="LABELS",
+                   help="object_id,label table: accuracy in the cadence table")
     p.add_argument("-j", "--jobs", type=jobs, default=1,
                    help="processes for the features (default 1)")
     add_cleaning_arguments(p)
@@ -39,25 +47,35 @@ def run(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
     from models.bundle import load_bundle
-    from models.robustness import error_robustness
-    from pipeline.errors import OutputError
+    from models.robustness import cadence_robustness, error_robustness
+    from pipeline.errors import ConfigError, OutputError
     from pipeline.io import write_parquet_atomic
+    from pipeline.labels import read_labels
     from pipeline.lightcurves import read_lightcurves
 
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise OutputError(out, "exists and is not a folder: give a folder for the tables")
-    load_bundle(args.model)  # a bad bundle is refused before any work
+    bundle = load_bundle(args.model)  # a bad bundle is refused before any work
+    if args.labels and not args.cadence:
+        raise ConfigError("--labels is used by the cadence test: give --cadence too")
+    labels = read_labels(args.labels) if args.labels else None
     lcs = read_lightcurves(args.input, column_map(args), config=cleaning_config(args))
     out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".lcpipe-robustness-", dir=out))
     try:
-        objects, classes, info = error_robustness(args.model, lcs, scratch, k=args.draws,
-                                                  seed=args.seed, n_jobs=args.jobs)
+        objects, classes, info = error_robustness(args.model, lcs, scratch / "errors",
+                                                  k=args.draws, seed=args.seed,
+                                                  n_jobs=args.jobs)
+        if args.cadence:
+            cadence, cinfo = cadence_robustness(
+                args.model, lcs, scratch / "cadence", args.cadence, labels=labels,
+                seed=args.seed, min_points=bundle.settings.min_points, n_jobs=args.jobs)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     meta = {"lcpipe.robustness": {"bundle": str(args.model), "input": str(args.input),
-                                  "draws": args.draws, "seed": args.seed}}
+                                  "draws": args.draws, "seed": args.seed,
+                                  "cadence": args.cadence, "labels": args.labels}}
     write_parquet_atomic(pa.Table.from_pandas(objects, preserve_index=False),
                          out / "robustness_objects.parquet", metadata=meta)
     write_parquet_atomic(pa.Table.from_pandas(classes, preserve_index=False),
@@ -67,5 +85,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {model}: predicted class kept in {g['stable_fraction'].mean():.3f} of the "
               f"draws on average; {(g['stable_fraction'] == 1).mean():.3f} of the objects "
               "never change")
-    print(f"-> {out}/robustness_objects.parquet, robustness_classes.parquet")
+    written = "robustness_objects.parquet, robustness_classes.parquet"
+    if args.cadence:
+        write_parquet_atomic(pa.Table.from_pandas(cadence, preserve_index=False),
+                             out / "robustness_cadence.parquet", metadata=meta)
+        written += ", robustness_cadence.parquet"
+        what = "accuracy" if labels is not None else "agreement with the full light curves"
+        print(f"cadence ({cinfo['seconds']} s): {what} at "
+              + ", ".join(f"{f:g}" for f in [1.0] + list(args.cadence)) + " of the points kept")
+        for model, g in cadence.groupby("model", sort=True):
+            col = "accuracy" if labels is not None else "agreement"
+            print(f"  {model}: " + " ".join(f"{v:.3f}" for v in g[col]))
+    print(f"-> {out}/{written}")
     return 0

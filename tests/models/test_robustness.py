@@ -57,3 +57,51 @@ def test_negligible_errors_keep_every_answer_and_large_ones_do_not(twelve, tmp_p
     ref = noisy.groupby(["model", "predicted_class"])["stable_fraction"].mean()
     got = classes.set_index(["model", "predicted_class"])["stable_fraction"]
     pd.testing.assert_series_equal(got.sort_index(), ref.sort_index(), check_names=False)
+
+
+def test_batched_variants_equal_one_call_each(twelve, tmp_path):
+    """Variants classified many per call (ids suffixed, split back) give the rows that
+    classifying each variant alone gives."""
+    from models.robustness import classify_variants
+
+    rng = np.random.default_rng(3)
+    variants = [twelve, perturbed(twelve, rng), perturbed(twelve, rng)]
+    together = classify_variants("crts", variants, tmp_path / "all")
+    alone = classify_variants("crts", variants, tmp_path / "one", max_objects=12)
+    assert len(together) == len(alone) == 3
+    for a, b in zip(together, alone, strict=True):
+        assert sorted(a["object_id"].unique()) == sorted(np.unique(twelve.object_id))
+        pd.testing.assert_frame_equal(a.sort_values(["object_id", "model"]).reset_index(drop=True),
+                                      b.sort_values(["object_id", "model"]).reset_index(drop=True))
+
+
+def test_cadence_accuracy_against_an_independent_count(twelve, tmp_path):
+    """Fraction 1.0 is the light curves as given (agreement 1); the accuracy of each
+    row is recounted from the classified thinned copies; the kept fraction of points is
+    near the asked one; without labels only the agreement is filled."""
+    from models.representations import subsample_lightcurves
+    from models.robustness import cadence_robustness, classify_variants
+
+    ids = np.unique(twelve.object_id)
+    labels = pd.Series(np.where(np.arange(len(ids)) % 2 == 0, "EW", "RRab"), index=ids)
+    table, info = cadence_robustness("crts", twelve, tmp_path / "c", (0.6,), labels=labels,
+                                     seed=5)
+    assert info["objects"] == 12
+    assert set(table["fraction_kept"]) == {1.0, 0.6}
+    full = table[table["fraction_kept"] == 1.0]
+    assert (full["agreement"] == 1.0).all() and (full["points_kept"] == 1.0).all()
+    # independent: thin with the same seed, classify, count right answers by hand
+    thin, _ = subsample_lightcurves(twelve, 1, (0.6, 0.6), min_points=10, seed=5)
+    assert np.isclose(table.loc[table["fraction_kept"] == 0.6, "points_kept"].iloc[0],
+                      len(thin.t) / len(twelve.t))
+    assert 0.45 < len(thin.t) / len(twelve.t) < 0.75
+    frame = classify_variants("crts", [thin], tmp_path / "ref")[0]
+    frame["object_id"] = frame["object_id"].str.replace("#aug0", "", regex=False)
+    for model, g in frame.groupby("model"):
+        row = table[(table["model"] == model) & (table["fraction_kept"] == 0.6)].iloc[0]
+        truth = labels.reindex(g["object_id"]).to_numpy()
+        assert row["accuracy"] == pytest.approx(np.mean(truth == g["predicted_class"]))
+        assert row["labelled"] == 12
+    nolab, _ = cadence_robustness("crts", twelve, tmp_path / "d", (0.6,), seed=5)
+    assert nolab["accuracy"].isna().all()
+    pd.testing.assert_series_equal(nolab["agreement"], table["agreement"])
