@@ -52,10 +52,11 @@ __all__ = [
     "comparison_markdown",
 ]
 
-REPORT_SCHEMA_VERSION = "1.1"
+REPORT_SCHEMA_VERSION = "1.2"
 METADATA_KEY = "lcpipe.report"
 TABLES: tuple[str, ...] = ("runs", "metrics", "confusion", "predictions", "calibration",
-                          "coverage")
+                          "coverage", "importances", "class_features", "class_maps",
+                          "activation_check")
 
 _OVERALL = "__overall__"
 _SPLITS: tuple[str, ...] = ("train", "cv", "test")
@@ -141,7 +142,56 @@ _FIELDS: dict[str, tuple[tuple[str, pa.DataType, bool], ...]] = {
         ("accuracy", pa.float64(), True),
         ("chosen", pa.bool_(), False),
     ),
+    "importances": (  # 1.2
+        ("run_id", pa.string(), False),
+        ("model", pa.string(), False),
+        ("split", pa.string(), False),
+        ("feature", pa.string(), False),
+        ("importance", pa.float64(), False),
+        ("importance_std", pa.float64(), False),
+        ("rank", pa.int64(), False),
+        ("repeats", pa.int64(), False),
+        ("scoring", pa.string(), False),
+    ),
+    "class_features": (  # 1.2
+        ("run_id", pa.string(), False),
+        ("class", pa.string(), False),
+        ("feature", pa.string(), False),
+        ("objects", pa.int64(), False),
+        ("missing", pa.int64(), False),
+        ("mean", pa.float64(), True),
+        ("std", pa.float64(), True),
+        ("median", pa.float64(), True),
+    ),
+    "class_maps": (  # 1.2
+        ("run_id", pa.string(), False),
+        ("model", pa.string(), False),
+        ("kind", pa.string(), False),
+        ("class", pa.string(), False),
+        ("channel", pa.string(), False),
+        ("dm_index", pa.int32(), False),
+        ("dt_index", pa.int32(), False),
+        ("dm_lo", pa.float64(), False),
+        ("dm_hi", pa.float64(), False),
+        ("dt_lo", pa.float64(), False),
+        ("dt_hi", pa.float64(), False),
+        ("value", pa.float64(), False),
+        ("objects", pa.int64(), True),
+    ),
+    "activation_check": (  # 1.2
+        ("run_id", pa.string(), False),
+        ("model", pa.string(), False),
+        ("class", pa.string(), False),
+        ("score", pa.float64(), False),
+        ("best_real_score", pa.float64(), True),
+        ("correlation_own", pa.float64(), True),
+        ("best_other_class", pa.string(), True),
+        ("correlation_best_other", pa.float64(), True),
+        ("rank_own", pa.int64(), True),
+    ),
 }
+#: kinds of the class_maps table
+MAP_KINDS: tuple[str, ...] = ("gradcam", "saliency", "activation_max")
 _PREDICTIONS_TAIL = (("models_agree", pa.bool_(), True),
                      ("answer", pa.string(), True),  # 1.1
                      ("unknown_reason", pa.string(), True))  # 1.1
@@ -159,8 +209,8 @@ def table_schema(table: str, classes: Sequence[str] | None = None) -> pa.Schema:
 
     Parameters
     ----------
-    table : {'runs', 'metrics', 'confusion', 'predictions', 'calibration', 'coverage'}
-        Table name.
+    table : str
+        One of :data:`TABLES`.
     classes : sequence of str, optional
         Class names, in column order. Required by ``predictions`` (one nullable float64
         column ``prob_<class>`` each, between ``probability`` and ``models_agree``, then
@@ -210,8 +260,8 @@ def write_report_table(
     ----------
     report_dir : path-like
         Report directory (created if needed).
-    table : {'runs', 'metrics', 'confusion', 'predictions', 'calibration', 'coverage'}
-        Table name.
+    table : str
+        One of :data:`TABLES`.
     run_id : str
         Run identifier: a letter followed by letters, digits, ``_``, ``.`` or ``-``
         (at most 128 characters). Every row's ``run_id`` must equal it.
@@ -294,8 +344,8 @@ def read_report(
     ----------
     report_dir : path-like
         Report directory.
-    table : {'runs', 'metrics', 'confusion', 'predictions', 'calibration', 'coverage'}
-        Table name.
+    table : str
+        One of :data:`TABLES`.
     run_id : str, optional
         Read only this run. Default: every run.
 
@@ -667,10 +717,14 @@ def _check_rows(table: str, columns: dict[str, pa.ChunkedArray]) -> None:
                 raise ConfigError(f"runs table: column {name!r} is not JSON ({exc})") from exc
             if kind is not None and not isinstance(value, kind):
                 raise ConfigError(f"runs table: column {name!r} must be a JSON object")
-    if table in ("metrics", "confusion", "calibration", "coverage"):
+    if table in ("metrics", "confusion", "calibration", "coverage", "importances"):
         bad = sorted(set(values("split")) - set(_SPLITS))
         if bad:
             raise ConfigError(f"{table} table: split {bad[0]!r} is not one of {_SPLITS}")
+    if table == "class_maps":
+        bad = sorted(set(values("kind")) - set(MAP_KINDS))
+        if bad:
+            raise ConfigError(f"class_maps table: kind {bad[0]!r} is not one of {MAP_KINDS}")
     if table == "metrics":
         per_class = pc.not_equal(columns["class"], _OVERALL)
         for name in _OVERALL_ONLY:

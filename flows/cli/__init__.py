@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "serve": ".serve",
     "reprocess": ".reprocess",
     "robustness": ".robustness",
+    "explain": ".explain",
 }
 
 

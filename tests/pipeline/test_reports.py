@@ -175,6 +175,35 @@ def coverage_frame(run_id: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def importances_frame(run_id: str) -> pd.DataFrame:
+    """Forest permutation importances of two features (1.2)."""
+    return pd.DataFrame([dict(run_id=run_id, model="forest", split="test", feature=f, importance=v,
+                              importance_std=0.01, rank=r, repeats=3, scoring="balanced_accuracy")
+                         for r, (f, v) in enumerate([("period", 0.2), ("amplitude", 0.05)], 1)])
+
+
+def class_features_frame(run_id: str) -> pd.DataFrame:
+    """Per-class feature statistics; one class without a value of one feature (1.2)."""
+    return pd.DataFrame([dict(run_id=run_id, **{"class": c}, feature="period", objects=n,
+                              missing=2 - n, mean=m, std=0.1 if n else None, median=m)
+                         for c, n, m in [("EA", 2, 1.5), ("EW", 0, None)]])
+
+
+def class_maps_frame(run_id: str) -> pd.DataFrame:
+    """One 1 x 2 map per kind and class (1.2)."""
+    return pd.DataFrame([dict(run_id=run_id, model="cnn", kind=k, **{"class": "EA"},
+                              channel="g", dm_index=0, dt_index=j, dm_lo=-0.1, dm_hi=0.1,
+                              dt_lo=float(j + 1), dt_hi=float(j + 2), value=0.5 * j,
+                              objects=None if k == "activation_max" else 4)
+                         for k in ("gradcam", "saliency", "activation_max") for j in (0, 1)])
+
+
+def activation_check_frame(run_id: str) -> pd.DataFrame:
+    return pd.DataFrame([dict(run_id=run_id, model="cnn", **{"class": "EA"}, score=9.0,
+                              best_real_score=4.0, correlation_own=0.6, best_other_class="EW",
+                              correlation_best_other=0.3, rank_own=1)])
+
+
 def runs_frame(run_id: str) -> pd.DataFrame:
     started = pd.Timestamp(STARTED[run_id], tz="UTC")
     return pd.DataFrame([dict(
@@ -195,6 +224,10 @@ def write_run(report_dir: Path, run_id: str) -> None:
     write_report_table(report_dir, "confusion", run_id, confusion_frame(run_id))
     write_report_table(report_dir, "calibration", run_id, calibration_frame(run_id))
     write_report_table(report_dir, "coverage", run_id, coverage_frame(run_id))
+    write_report_table(report_dir, "importances", run_id, importances_frame(run_id))
+    write_report_table(report_dir, "class_features", run_id, class_features_frame(run_id))
+    write_report_table(report_dir, "class_maps", run_id, class_maps_frame(run_id))
+    write_report_table(report_dir, "activation_check", run_id, activation_check_frame(run_id))
     if run_id in PREDICTED:
         write_report_table(report_dir, "predictions", run_id, predictions_frame(run_id),
                            classes=CLASSES[run_id])
