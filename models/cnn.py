@@ -288,6 +288,15 @@ def _input_gradient(score_model: Any, x: np.ndarray, target: np.ndarray) -> np.n
 # --------------------------------------------------------------------------- estimator
 
 
+def _check_tensorboard() -> None:
+    """Raise :class:`ConfigError` unless the ``tensorboard`` package can be imported."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("TensorBoard logs need the tensorboard package: "
+                          "pip install lcpipe[tensorboard]")
+
+
 def _check_images(X: Any, what: str = "X") -> np.ndarray:
     """Images as C-contiguous float32 (n, n_dm, n_dt, n_channels); 3-D gets one channel."""
     X = np.asarray(X)
@@ -462,6 +471,7 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
         *,
         augmentation: Any = None,
         input_meta: dict[str, Any] | None = None,
+        tensorboard: str | os.PathLike[str] | None = None,
     ) -> DmDtCNN:
         """Train the network.
 
@@ -482,14 +492,28 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
         input_meta : dict, optional
             What the images are (preset, bins, edges, normalisation, bands);
             saved with the model and checked by :meth:`check_input_meta`.
+        tensorboard : path-like, optional
+            Folder for TensorBoard logs (``keras.callbacks.TensorBoard`` with
+            ``histogram_freq=1``): per-epoch loss, accuracy and learning rate
+            under ``train/``, validation loss and accuracy under ``validation/``,
+            weight histograms every epoch. Off by default; logging changes nothing
+            in the trained weights. A fit argument, not a parameter: it is neither
+            part of ``get_params`` nor saved with the model.
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        ConfigError
+            ``tensorboard`` given but the ``tensorboard`` package is not installed.
         """
         import pandas as pd
 
         self._check_params()
+        if tensorboard is not None:
+            _check_tensorboard()
         X = _check_images(X)
         y = np.asarray(y)
         if y.ndim != 1 or len(y) != len(X):
@@ -553,6 +577,9 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
                                                   patience=int(self.lr_patience),
                                                   min_lr=1e-5),
             ]
+        if tensorboard is not None:
+            callbacks.append(keras.callbacks.TensorBoard(log_dir=os.fspath(tensorboard),
+                                                         histogram_freq=1))
         hist = model.fit(
             X_tr, y_tr, sample_weight=sw_tr, batch_size=int(self.batch_size),
             epochs=int(self.epochs), shuffle=True, callbacks=callbacks,

@@ -211,6 +211,7 @@ def train_cnn(
     config: CNNTrainConfig | None = None,
     augment: int = 0,
     lightcurves_path: str | os.PathLike[str] | None = None,
+    tensorboard_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Train a CNN on a dm-dt file and save it with its training curves.
 
@@ -233,15 +234,32 @@ def train_cnn(
         Sparser-cadence copies per object (needs ``lightcurves_path``).
     lightcurves_path : path-like, optional
         Light curves of the same objects, for augmentation.
+    tensorboard_dir : path-like, optional
+        Write TensorBoard logs there (``DmDtCNN.fit(tensorboard=...)``: loss and
+        accuracy curves, weight histograms). Off by default. Must lie outside
+        ``outdir``, which holds the model only.
 
     Returns
     -------
     dict
         Summary (objects used, classes, epochs, seconds, output paths).
+
+    Raises
+    ------
+    ConfigError
+        ``tensorboard_dir`` inside ``outdir``, or the tensorboard package missing.
     """
     from pipeline.labels import join_labels, read_labels
 
     config = config or CNNTrainConfig()
+    if tensorboard_dir is not None:
+        from .cnn import _check_tensorboard
+
+        _check_tensorboard()
+        model_dir = Path(outdir).resolve()
+        if Path(tensorboard_dir).resolve().is_relative_to(model_dir):
+            raise ConfigError(f"--tensorboard {tensorboard_dir}: the logs must go outside "
+                              f"the model folder {outdir} (it holds the model only)")
     images, X, meta, rep = _read_images(dmdt_path, representation)
     joined = join_labels(images.object_id, read_labels(labels_path), classes, source=labels_path)
     keep, y = joined.index, joined.y
@@ -258,7 +276,7 @@ def train_cnn(
                                         seed=config.seed, bands=meta["bands"])
     est = config.estimator(arch)
     t0 = time.perf_counter()
-    est.fit(X, y, augmentation=augmentation, input_meta=meta)
+    est.fit(X, y, augmentation=augmentation, input_meta=meta, tensorboard=tensorboard_dir)
     seconds = time.perf_counter() - t0
     out = Path(outdir)
     est.save(out)
@@ -278,6 +296,7 @@ def train_cnn(
         "epochs": int(len(est.history_)),
         "best_epoch": int(est.best_epoch_),
         "train_seconds": round(seconds, 2),
+        "tensorboard": None if tensorboard_dir is None else str(tensorboard_dir),
     }
 
 

@@ -2,7 +2,7 @@
 
 Subcommands::
 
-    lcpipe cnn train DMDT.parquet --labels L.csv -o MODELDIR [--arch vgg6]
+    lcpipe cnn train DMDT.parquet --labels L.csv -o MODELDIR [--arch vgg6] [--tensorboard DIR]
     lcpipe cnn predict DMDT.parquet --model MODELDIR -o PRED.parquet
     lcpipe cnn cv LIGHTCURVES.parquet --labels L.csv -o OUTDIR --classes paper7|all
     lcpipe cnn saliency DMDT.parquet --model MODELDIR -o OUTDIR [--labels L.csv]
@@ -66,6 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="sparser-cadence copies per object (needs --lightcurves; default 0)")
     t.add_argument("--lightcurves", default=None, metavar="LC.parquet",
                    help="light curves of the same objects, for --augment")
+    t.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="write TensorBoard logs to DIR (loss and accuracy per epoch, weight "
+                        "histograms; needs pip install lcpipe[tensorboard]; default off)")
     _add_training(t)
 
     q = sub.add_parser("predict", help="classify a dm-dt file with a saved model")
@@ -126,11 +129,15 @@ def run(args: argparse.Namespace) -> int:
         s = wf.train_cnn(args.input, args.labels, args.output, arch=args.arch,
                          representation=args.representation, classes=args.classes,
                          config=_config(args), augment=args.augment,
-                         lightcurves_path=args.lightcurves)
+                         lightcurves_path=args.lightcurves,
+                         tensorboard_dir=args.tensorboard)
         print(f"{s['arch']} on {s['representation']}: {s['objects']} objects "
               f"({len(s['classes'])} classes, +{s['augmented_images']} augmented), "
               f"{s['epochs']} epochs (best {s['best_epoch']}) in {s['train_seconds']} s "
               f"-> {s['model']}")
+        if s["tensorboard"] is not None:
+            print(f"TensorBoard logs -> {s['tensorboard']} (tensorboard --logdir "
+                  f"{s['tensorboard']})")
     elif cmd == "predict":
         s = wf.predict_cnn(args.input, args.model, args.output)
         print(f"{s['objects']} objects classified ({s['images_per_second']:.0f} images/s) "

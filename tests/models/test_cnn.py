@@ -394,6 +394,69 @@ def test_same_seed_same_model():
     np.testing.assert_allclose(p1, p2, atol=1e-5)
 
 
+def test_tensorboard_logs_change_nothing_but_the_log_folder(tmp_path, monkeypatch, capsys):
+    """fit(tensorboard=DIR) writes per-epoch loss and accuracy (train and validation; the
+    values of history_) and a histogram of every weight each epoch; the model predicts
+    bit-identically to one trained without logs and its parameters and saved metadata do not
+    mention them. Without the package: one ConfigError naming the extra; the CLI refuses a log
+    folder inside the model folder before any work."""
+    import importlib.util
+
+    from sklearn.base import clone
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    from flows.cli import main
+
+    X, y = _separable(np.random.default_rng(4), n=48)
+    kw = dict(arch="mahabal2017", epochs=3, batch_size=16, patience=5, random_state=2)
+    plain = DmDtCNN(**kw).fit(X, y)
+    logged = DmDtCNN(**kw)
+    assert clone(logged).get_params() == plain.get_params()
+    logged.fit(X, y, tensorboard=tmp_path / "tb")
+    np.testing.assert_array_equal(logged.predict_proba(X), plain.predict_proba(X))
+    assert logged.get_params() == plain.get_params()
+    meta = json.loads((logged.save(tmp_path / "m") / "model.json").read_text())
+    assert "tensorboard" not in json.dumps(meta)
+
+    def tensors(sub):
+        acc = EventAccumulator(str(tmp_path / "tb" / sub), size_guidance={"tensors": 0}).Reload()
+        return {t: [(e.step, make_ndarray(e.tensor_proto)) for e in acc.Tensors(t)]
+                for t in acc.Tags()["tensors"]}, acc
+
+    h = logged.history_
+    for sub, prefix in (("train", ""), ("validation", "val_")):
+        tags, _ = tensors(sub)
+        for name in ("loss", "accuracy"):
+            steps, values = zip(*tags[f"epoch_{name}"], strict=True)
+            assert list(steps) == [0, 1, 2]
+            np.testing.assert_allclose(np.asarray(values, float), h[prefix + name], rtol=1e-6)
+    tags, acc = tensors("train")
+    weights = [f"{v.path}/histogram" for v in logged.model_.weights]
+    assert weights == [f"{n}/{p}/histogram" for n in ("conv1", "conv2", "logits")
+                       for p in ("kernel", "bias")]
+    for tag in weights:
+        assert acc.SummaryMetadata(tag).plugin_data.plugin_name == "histograms"
+        assert [s for s, _ in tags[tag]] == [0, 1, 2]
+        # buckets (left edge, right edge, count): one count per weight
+        assert tags[tag][-1][1][:, 2].sum() == logged.model_.get_layer(
+            tag.split("/")[0]).weights[0 if "/kernel/" in tag else 1].numpy().size
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tensorboard"
+                        else real_find_spec(name, *a))
+    with pytest.raises(ConfigError, match=r"pip install lcpipe\[tensorboard\]"):
+        DmDtCNN(**kw).fit(X, y, tensorboard=tmp_path / "tb2")
+    monkeypatch.undo()
+    assert not (tmp_path / "tb2").exists()
+    capsys.readouterr()
+    assert main(["cnn", "train", str(tmp_path / "none.parquet"), "--labels",
+                 str(tmp_path / "none.csv"), "-o", str(tmp_path / "new"),
+                 "--tensorboard", str(tmp_path / "new" / "tb")]) == 2
+    assert "outside the model folder" in capsys.readouterr().err
+
+
 def test_augmented_images_only_from_training_part(lcs_and_labels):
     lcs, labels = lcs_and_labels
     oid, X, meta = lightcurves_to_inputs(lcs, "paper")
