@@ -33,6 +33,7 @@ __all__ = [
     "evaluate_task",
     "fit_task",
     "reports_task",
+    "explain_task",
     "ingest_cached",
     "classify_chunks",
 ]
@@ -189,6 +190,18 @@ def reports_task(report_dir: Path, run_id: str, predictions: list[str], classes:
 
     return write_evaluation_reports(report_dir, run_id, predictions, classes, rpca_model,
                                     unknown_accuracy)
+
+
+@task(name="explain", cache_policy=NO_CACHE)
+def explain_task(report_dir: Path, run_id: str, paths: dict[str, str], split: str,
+                 models: dict[str, str], representation: str, seed: int,
+                 n_jobs: int) -> dict[str, Any]:
+    """Per-class explanation tables and figures
+    (:func:`models.interpret.write_explanation_reports`)."""
+    from models.interpret import write_explanation_reports
+
+    return write_explanation_reports(report_dir, run_id, paths, split, models, representation,
+                                     seed=seed, n_jobs=n_jobs)
 
 
 def ingest_cached(data: Path, cache: Path, settings: IngestSettings,

@@ -13,8 +13,9 @@ through the tasks of :mod:`flows.tasks`):
    stacked ensemble of the forest and the CNN learns from their out-of-fold
    probabilities;
 5. reports (predictions, metrics, confusion, figures) appended to the report
-   directory; the bundle (models refit on all labelled objects by default);
-   the ``runs`` row last; a Prefect markdown artifact with the comparison.
+   directory, with the per-class explanations (forest importances and feature statistics,
+   CNN class maps and activation maximisation); the bundle (models refit on all labelled
+   objects by default); the ``runs`` row last; a Prefect markdown artifact with the comparison.
 """
 
 import datetime as _dt
@@ -41,6 +42,7 @@ from flows._common import (  # noqa: E402
 )
 from flows.tasks import (  # noqa: E402
     evaluate_task,
+    explain_task,
     features_task,
     fit_task,
     images_task,
@@ -88,7 +90,7 @@ def train(data: Path, labels: Path, output: Path,
         ``run_id``, ``report_dir``, ``bundle``, ``comparison`` (Markdown), counts and
         seconds per stage.
     """
-    from models.bundle import write_bundle
+    from models.bundle import load_bundle, write_bundle
     from models.predictions import new_run_id
     from models.reporting import package_versions, write_run_row
     from models.training import MODELS, STACK_BASES, image_grids
@@ -174,6 +176,11 @@ def train(data: Path, labels: Path, output: Path,
     rep = reports_task(report_dir, run_id, [e["predictions"] for e in evaluated.values()],
                        classes, evaluated["rpca_nearest"]["model"], settings.unknown_accuracy)
     watch.lap("reports")
+    if settings.explain:
+        explain_task(report_dir, run_id, paths, split,
+                     {k: evaluated[k]["model"] for k in MODELS},
+                     CNN_PRESETS[settings.cnn_preset][0], settings.seed, settings.n_jobs)
+        watch.lap("explain")
 
     if settings.refit:
         models = {k: fit_task(k, paths, split, settings,
@@ -215,7 +222,9 @@ def train(data: Path, labels: Path, output: Path,
                   parameters=params, input_data_hash=file_hash(data),
                   stage_seconds=watch.seconds, objects_in=int(ing["counts"]["objects_in"]),
                   objects_quarantined=int(ing["counts"]["objects_in"]) - n_obj + len(failed),
-                  objects_classified=int(counts["n_used"]), bundle=str(bundle))
+                  objects_classified=int(counts["n_used"]), bundle=str(bundle),
+                  model_hashes={k: file_hash(load_bundle(bundle).model_path(k))
+                                for k in models})
     table = comparison_markdown(report_dir, run_id)
     _artifact(run_id, table, report_dir, bundle)
     return {"run_id": run_id, "report_dir": str(report_dir), "bundle": str(bundle),

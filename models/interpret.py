@@ -111,7 +111,7 @@ def forest_explanations(features_path: str | os.PathLike[str],
             "scoring"]
     if not test.any():
         return pd.DataFrame(columns=cols), feats
-    mean, std = permutation_importances(model, X[test].to_numpy(np.float64), y[test],
+    mean, std = permutation_importances(model, X[test].reset_index(drop=True), y[test],
                                         n_repeats=n_repeats, random_state=seed, n_jobs=n_jobs)
     order = np.argsort(-mean, kind="stable")
     rank = np.empty(len(order), dtype=np.int64)
@@ -152,6 +152,49 @@ def class_map_rows(maps: np.ndarray, kind: str, classes: Sequence[str], meta: di
     return t
 
 
+def activation_check(est: Any, images: np.ndarray, scores: np.ndarray, X_real: np.ndarray,
+                     y_real: np.ndarray, meta: dict[str, Any],
+                     rpca: tuple[Any, dict[str, Any]] | None = None) -> pd.DataFrame:
+    """Per class: the maximising image's score beside the best real image's, and its
+    correlation with the robust PCA's class templates.
+
+    Parameters
+    ----------
+    est : models.cnn.DmDtCNN
+    images, scores : ndarray
+        :func:`models.explain.activation_maximisation` output (classes in ``est.classes_``
+        order).
+    X_real, y_real : ndarray
+        Real training inputs and their classes.
+    meta : dict
+        The network's input description.
+    rpca : (DmDtRPCA, dict), optional
+        Robust-PCA model and its image meta.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``class``, ``score``, ``best_real_score`` (NaN for a class without real images),
+        ``correlation_own``, ``best_other_class``, ``correlation_best_other``, ``rank_own``
+        (null without ``rpca``).
+    """
+    from .explain import class_scores, template_correlation
+
+    classes = [str(c) for c in est.classes_]
+    real = class_scores(est, X_real) if len(X_real) else np.zeros((0, len(classes)))
+    y_real = np.asarray(y_real).astype(str)
+    best = [float(real[y_real == c, k].max()) if (y_real == c).any() else np.nan
+            for k, c in enumerate(classes)]
+    out = pd.DataFrame({"class": classes, "score": np.asarray(scores, dtype=np.float64),
+                        "best_real_score": best})
+    if rpca is None:
+        return out.assign(correlation_own=np.nan, best_other_class=None,
+                          correlation_best_other=np.nan,
+                          rank_own=pd.array([None] * len(out), dtype="Int64"))
+    corr = template_correlation(images, meta, rpca[0], rpca[1], classes=classes)
+    return out.merge(corr, on="class", how="left")
+
+
 def cnn_explanations(images_path: str | os.PathLike[str], split_path: str | os.PathLike[str],
                      cnn_path: str | os.PathLike[str], representation: str,
                      rpca_path: str | os.PathLike[str] | None = None, *, seed: int = 0
@@ -184,7 +227,7 @@ def cnn_explanations(images_path: str | os.PathLike[str], split_path: str | os.P
     """
     from .cnn import load_cnn
     from .cnn_workflows import mean_saliency
-    from .explain import activation_check, activation_maximisation
+    from .explain import activation_maximisation
     from .training import image_inputs, read_split
 
     split = read_split(split_path)

@@ -181,8 +181,12 @@ def _prediction_columns(classes: Sequence[str]) -> list[str]:
 def write_run_row(report_dir: str | os.PathLike[str], run_id: str, *, flow: str, status: str,
                   started: _dt.datetime, parameters: dict[str, Any], input_data_hash: str,
                   stage_seconds: dict[str, float], objects_in: int, objects_quarantined: int,
-                  objects_classified: int, bundle: str | None = None) -> Path:
+                  objects_classified: int, bundle: str | None = None,
+                  model_hashes: dict[str, str] | None = None) -> Path:
     """Write the run's row of the ``runs`` table (last, after its other tables).
+
+    ``model_hashes``: model name -> content hash of its file in the bundle (null for a
+    failed run).
 
     Returns
     -------
@@ -201,5 +205,7 @@ def write_run_row(report_dir: str | os.PathLike[str], run_id: str, *, flow: str,
         "stage_seconds": json.dumps({k: round(float(v), 3) for k, v in stage_seconds.items()}),
         "objects_in": int(objects_in), "objects_quarantined": int(objects_quarantined),
         "objects_classified": int(objects_classified), "bundle": bundle,
+        "model_hashes": None if model_hashes is None else json.dumps(model_hashes,
+                                                                      sort_keys=True),
     }
     return write_report_table(report_dir, "runs", run_id, pd.DataFrame([row]))

@@ -72,6 +72,9 @@ class TrainSettings(IngestSettings):
     unknown_accuracy: float = Field(0.95, gt=0.0, le=1.0, description="with cv_folds, each "
                                     "model answers 'unknown' below the top probability at "
                                     "which its CV answers reach this accuracy")
+    explain: bool = Field(True, description="write the per-class explanations: the forest's "
+                          "permutation importances and class feature statistics, the CNN's "
+                          "class activation, saliency and activation-maximisation maps")
     rpca_rank_background: int = Field(1, ge=1, description="rank of the survey background")
     rpca_rank_class: int = Field(5, ge=1, description="rank of each class background")
 

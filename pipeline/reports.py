@@ -89,6 +89,7 @@ _FIELDS: dict[str, tuple[tuple[str, pa.DataType, bool], ...]] = {
         ("objects_quarantined", pa.int64(), False),
         ("objects_classified", pa.int64(), False),
         ("bundle", pa.string(), True),
+        ("model_hashes", pa.string(), True),  # 1.2
     ),
     "metrics": (
         ("run_id", pa.string(), False),
@@ -195,7 +196,8 @@ MAP_KINDS: tuple[str, ...] = ("gradcam", "saliency", "activation_max")
 _PREDICTIONS_TAIL = (("models_agree", pa.bool_(), True),
                      ("answer", pa.string(), True),  # 1.1
                      ("unknown_reason", pa.string(), True))  # 1.1
-_JSON_COLUMNS = {"parameters": None, "package_versions": dict, "stage_seconds": dict}
+_JSON_COLUMNS = {"parameters": None, "package_versions": dict, "stage_seconds": dict,
+                 "model_hashes": dict}
 _OVERALL_ONLY = ("accuracy", "balanced_accuracy", "log_loss", "ece")
 _PANDAS_TYPES = {
     pa.int64(): pd.Int64Dtype(),
@@ -711,6 +713,8 @@ def _check_rows(table: str, columns: dict[str, pa.ChunkedArray]) -> None:
             raise ConfigError(f"runs table: status {status!r} is not one of {_STATUSES}")
         for name, kind in _JSON_COLUMNS.items():
             text = values(name)[0]
+            if text is None:  # a nullable JSON column
+                continue
             try:
                 value = json.loads(text)
             except json.JSONDecodeError as exc:

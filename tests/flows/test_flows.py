@@ -288,6 +288,32 @@ def test_deleted_cache_is_recomputed(first_run: Run, second_run: Run) -> None:
     a = read_report(first_run.report_dir, "metrics", first_run.run_id)
     b = read_report(first_run.report_dir, "metrics", third.run_id)
     assert len(a) == len(b) and (a["support"].to_numpy() == b["support"].to_numpy()).all()
+    # a rerun from scratch with the same inputs and seeds: identical predictions, every
+    # probability bit for bit, and the same explanations
+    for table, key in (("predictions", ["model", "split", "object_id"]),
+                       ("importances", ["feature"]), ("class_features", ["class", "feature"]),
+                       ("class_maps", ["kind", "class", "channel", "dm_index", "dt_index"]),
+                       ("activation_check", ["class"])):
+        x, y = (read_report(first_run.report_dir, table, r).drop(columns="run_id")
+                .sort_values(key).reset_index(drop=True) for r in (first_run.run_id,
+                                                                   third.run_id))
+        assert len(x) > 0, table
+        pd.testing.assert_frame_equal(x, y, check_exact=True, obj=table)
+    # and the runs table traces both to the same data, settings (seeds) and packages
+    runs = list_runs(first_run.report_dir).set_index("run_id")
+    one, two = runs.loc[first_run.run_id], runs.loc[third.run_id]
+    assert one["input_data_hash"] == two["input_data_hash"]
+    assert one["input_data_hash"].startswith("sha256:")
+    assert one["package_versions"] == two["package_versions"]
+    p1, p2 = json.loads(one["parameters"]), json.loads(two["parameters"])
+    assert p1["settings"] == p2["settings"] and p1["settings"]["seed"] == SETTINGS.seed
+    from pipeline.hashing import file_hash
+
+    hashes = json.loads(two["model_hashes"])
+    assert set(hashes) == set(MODELS)
+    for kind, h in hashes.items():  # the bundle's files as they are now
+        assert h == file_hash(third.result["bundle"] + "/" + {
+            "forest": "forest.skops", "cnn": "cnn", "rpca_nearest": "rpca_nearest.npz"}[kind])
 
 
 def test_cv_folds_give_the_same_folds_to_every_model(tmp_path: Path) -> None:

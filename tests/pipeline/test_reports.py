@@ -215,7 +215,9 @@ def runs_frame(run_id: str) -> pd.DataFrame:
         git_commit=None if run_id == "train-a" else "abc1234",
         stage_seconds=json.dumps({"features": 1.5, "fit": 12.0}),
         objects_in=40, objects_quarantined=2, objects_classified=38,
-        bundle=f"bundles/{run_id}" if STATUS[run_id] == "completed" else None)])
+        bundle=f"bundles/{run_id}" if STATUS[run_id] == "completed" else None,
+        model_hashes=json.dumps({"forest": "sha256:" + "1" * 64})
+        if STATUS[run_id] == "completed" else None)])
 
 
 def write_run(report_dir: Path, run_id: str) -> None:
