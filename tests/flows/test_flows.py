@@ -642,3 +642,47 @@ def test_copy_of_bundle_is_self_contained(first_run: Run, tmp_path: Path) -> Non
     for kind in MODELS:
         model, _ = load_model(kind, bundle.model_path(kind))
         assert [str(c) for c in model.classes_] == list(PAPER7), kind
+
+
+def test_explanation_tables_against_recomputation(first_run: Run) -> None:
+    """The run's per-class explanations: class feature means recomputed by DuckDB from the
+    run's feature file and labels; importances ranked by their drop; every maximising
+    image scores above the best real training image of its class; the class maps hold
+    every cell of every class."""
+    from models.training import read_split
+
+    rd, rid = first_run.report_dir, first_run.run_id
+    work = first_run.output / "work" / "runs" / rid
+    feats = read_report(rd, "class_features", rid)
+    split = read_split(work / "split.parquet")
+    frame = pd.read_parquet(work / "features.parquet").merge(
+        split[["object_id", "label"]], on="object_id")
+    con = duckdb.connect()
+    con.register("frame", frame)
+    for feature in list(feats["feature"].unique())[:5]:
+        ref = con.execute(f'SELECT label, count("{feature}") AS n, avg("{feature}") AS m '
+                          f'FROM frame WHERE isfinite("{feature}") GROUP BY label').df()
+        got = feats[feats["feature"] == feature].set_index("class")
+        for _, r in ref.iterrows():
+            assert got.loc[r["label"], "objects"] == r["n"]
+            assert got.loc[r["label"], "mean"] == pytest.approx(r["m"], rel=1e-9)
+    con.close()
+    assert set(feats["class"]) == set(split["label"])
+    imp = read_report(rd, "importances", rid).sort_values("rank")
+    assert (np.diff(imp["importance"].to_numpy()) <= 0).all()
+    assert set(imp["feature"]) == set(feats["feature"])
+    check = read_report(rd, "activation_check", rid)
+    assert set(check["class"]) == set(PAPER7)
+    assert (check["score"] > check["best_real_score"]).all()
+    assert check["rank_own"].between(1, len(PAPER7)).all()
+    maps = read_report(rd, "class_maps", rid)
+    cells = maps.groupby(["kind", "class"]).size()
+    assert set(maps["kind"]) == {"gradcam", "saliency", "activation_max"}
+    for kind in ("gradcam", "saliency", "activation_max"):  # every cell of every class
+        per_class = cells.xs(kind)
+        assert set(per_class.index) == set(PAPER7) and per_class.nunique() == 1
+    assert cells.xs("gradcam").iloc[0] == 22 * 24  # the faithful grid, one map
+    gc = maps[maps["kind"] == "gradcam"]
+    assert gc["value"].between(0, 1).all()
+    assert (first_run.report_dir / "figures" / f"run_id={rid}"
+            / "cnn_activation_max_by_class.png").exists()
