@@ -93,7 +93,7 @@ def train(data: Path, labels: Path, output: Path,
     from models.bundle import load_bundle, write_bundle
     from models.predictions import new_run_id
     from models.reporting import package_versions, write_run_row
-    from models.training import MODELS, STACK_BASES, image_grids
+    from models.training import STACK_BASES, image_grids, models_for
     from pipeline._version import __version__
     from pipeline.hashing import data_hash, file_hash
     from pipeline.reports import comparison_markdown
@@ -165,7 +165,8 @@ def train(data: Path, labels: Path, output: Path,
     watch.lap("merge_and_split")
 
     evaluated = {}
-    for kind in MODELS:
+    kinds = models_for(settings)
+    for kind in kinds:
         evaluated[kind] = evaluate_task(kind, paths, split, settings, work / "models", run_id)
         log.info(f"evaluated {kind} (fit {evaluated[kind]['fit_seconds']} s)")
         watch.lap(f"evaluate_{kind}")
@@ -178,17 +179,17 @@ def train(data: Path, labels: Path, output: Path,
     watch.lap("reports")
     if settings.explain:
         explain_task(report_dir, run_id, paths, split,
-                     {k: evaluated[k]["model"] for k in MODELS},
+                     {k: evaluated[k]["model"] for k in kinds},
                      CNN_PRESETS[settings.cnn_preset][0], settings.seed, settings.n_jobs)
         watch.lap("explain")
 
     if settings.refit:
         models = {k: fit_task(k, paths, split, settings,
                               work / "refit" / Path(evaluated[k]["model"]).name)
-                  for k in MODELS}
+                  for k in kinds}
         watch.lap("refit")
     else:
-        models = {k: evaluated[k]["model"] for k in MODELS}
+        models = {k: evaluated[k]["model"] for k in kinds}
     if "stack" in evaluated:  # fitted on out-of-fold probabilities: the same after a refit
         models["stack"] = evaluated["stack"]["model"]
     import pyarrow.parquet as pq

@@ -6,6 +6,7 @@ A bundle is a folder::
     forest.skops       models.forest.save_forest (skops, allow-listed types only)
     cnn/model.keras    models.cnn.DmDtCNN.save (Keras safe mode)
     cnn/model.json
+    hybrid/model.keras hybrid/model.json   the hybrid network (runs with ``hybrid`` on)
     rpca_nearest.npz   pipeline.rpca_dmdt.save_rpca (arrays only, no pickle)
     stack.npz          models.stacking.save_stack (arrays only; runs trained with CV folds)
 
@@ -37,7 +38,7 @@ __all__ = ["BUNDLE_FORMAT", "Bundle", "write_bundle", "load_bundle", "resolve_bu
 
 BUNDLE_FORMAT = "lcpipe-bundle/1"
 _FILES = {"forest": "forest.skops", "cnn": "cnn", "rpca_nearest": "rpca_nearest.npz",
-          "stack": "stack.npz"}
+          "stack": "stack.npz", "hybrid": "hybrid"}
 #: Bundles shipped in the package: name -> folder under ``models/data``.
 SHIPPED_BUNDLES = {"crts": "crts_bundle"}
 

@@ -297,6 +297,25 @@ def _check_tensorboard() -> None:
                           "pip install lcpipe[tensorboard]")
 
 
+def _n_rows(X: Any) -> int:
+    """Samples in an input: an array, or a dict of arrays (multi-input networks)."""
+    return len(next(iter(X.values()))) if isinstance(X, dict) else len(X)
+
+
+def _take(X: Any, idx: np.ndarray) -> Any:
+    """Rows ``idx`` of an array or of every array of a dict."""
+    return {k: v[idx] for k, v in X.items()} if isinstance(X, dict) else X[idx]
+
+
+def _flat(X: Any) -> np.ndarray:
+    """One 2-D float64 array of every input value per sample (for the training hash)."""
+    if not isinstance(X, dict):
+        return X
+    n = _n_rows(X)
+    return np.hstack([np.asarray(v, dtype=np.float64).reshape(n, -1)
+                      for _, v in sorted(X.items())])
+
+
 def _check_images(X: Any, what: str = "X") -> np.ndarray:
     """Images as C-contiguous float32 (n, n_dm, n_dt, n_channels); 3-D gets one channel."""
     X = np.asarray(X)
@@ -514,15 +533,18 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
         self._check_params()
         if tensorboard is not None:
             _check_tensorboard()
-        X = _check_images(X)
+        X = self._fit_inputs(X)
+        n_rows = _n_rows(X)
         y = np.asarray(y)
-        if y.ndim != 1 or len(y) != len(X):
-            raise ValueError(f"y must have shape ({len(X)},), got {y.shape}")
+        if y.ndim != 1 or len(y) != n_rows:
+            raise ValueError(f"y must have shape ({n_rows},), got {y.shape}")
         classes, y_idx = np.unique(y, return_inverse=True)
         if len(classes) < 2:
             raise ValueError("need at least two classes to train a classifier")
         aug_X = aug_origin = None
         if augmentation is not None:
+            if isinstance(X, dict):
+                raise ConfigError("augmentation is for image-only networks")
             aug_X = _check_images(augmentation.X, "augmentation.X")
             aug_origin = np.asarray(augmentation.origin, dtype=np.int64)
             if aug_X.shape[1:] != X.shape[1:] or aug_origin.shape != (len(aug_X),):
@@ -540,15 +562,15 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
         if self.validation_fraction > 0:
             tr, va = _validation_split(y_idx, float(self.validation_fraction), rng)
         else:
-            tr, va = np.arange(len(X)), np.array([], dtype=np.int64)
-        X_tr, y_tr = X[tr], y_idx[tr]
+            tr, va = np.arange(n_rows), np.array([], dtype=np.int64)
+        X_tr, y_tr = _take(X, tr), y_idx[tr]
         if aug_X is not None and len(aug_X):
             keep = np.isin(aug_origin, tr)
             X_tr = np.concatenate([X_tr, aug_X[keep]])
             y_tr = np.concatenate([y_tr, y_idx[aug_origin[keep]]])
         # shuffle once with the seed; keras shuffles per epoch (seeded above)
-        order = rng.permutation(len(X_tr))
-        X_tr, y_tr = X_tr[order], y_tr[order]
+        order = rng.permutation(len(y_tr))
+        X_tr, y_tr = _take(X_tr, order), y_tr[order]
 
         if self.class_weight == "balanced":
             w = _class_weights(y_tr, n_classes, self.max_class_weight)
@@ -556,7 +578,7 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
             w = np.ones(n_classes)
         sw_tr = w[y_tr].astype(np.float32)
 
-        model = build_network(self.arch, X.shape[1:], n_classes)
+        model = self._network(X, n_classes)
         self.learning_rate_ = float(DEFAULT_LEARNING_RATE[self.arch] if self.learning_rate is None
                                     else self.learning_rate)
         model.compile(
@@ -568,7 +590,7 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
         fit_kw: dict[str, Any] = {}
         if len(va):
             sw_va = w[y_idx[va]].astype(np.float32)
-            fit_kw["validation_data"] = (X[va], y_idx[va], sw_va)
+            fit_kw["validation_data"] = (_take(X, va), y_idx[va], sw_va)
             callbacks += [
                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(self.patience),
                                               restore_best_weights=True),
@@ -595,15 +617,36 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
 
         self.classes_ = classes
         self.model_ = model
-        self.input_shape_ = tuple(int(s) for s in X.shape[1:])
+        self.input_shape_ = self._shape_of(X)
         self.input_meta_ = dict(input_meta or {})
         self.class_weight_ = {int(i): float(w[i]) for i in range(n_classes)}
         self.n_train_ = int(len(tr))
         self.n_augmented_ = int(len(X_tr) - len(tr))
         from pipeline.hashing import data_hash
 
-        self.training_hash_ = data_hash(X, y)
+        self.training_hash_ = data_hash(_flat(X), y)
         return self
+
+    # ------------------------------------------------ inputs (overridden by the hybrid)
+
+    def _fit_inputs(self, X: Any) -> Any:
+        """Training input, checked (images: float32 (n, n_dm, n_dt, n_channels))."""
+        return _check_images(X)
+
+    def _network(self, X: Any, n_classes: int) -> Any:
+        """The untrained Keras model for training input ``X``."""
+        return build_network(self.arch, X.shape[1:], n_classes)
+
+    @staticmethod
+    def _shape_of(X: Any) -> Any:
+        return tuple(int(s) for s in X.shape[1:])
+
+    def _extra_meta(self) -> dict[str, Any]:
+        """More of the fitted state for ``model.json`` (read back by ``_load_extra``)."""
+        return {}
+
+    def _load_extra(self, meta: dict[str, Any]) -> None:
+        """Restore what :meth:`_extra_meta` saved."""
 
     # ----------------------------------------------------------------- predict
 
@@ -783,7 +826,8 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
                 "format": _FORMAT,
                 "classes": [str(c) for c in self.classes_],
                 "params": self.get_params(),
-                "input_shape": list(self.input_shape_),
+                "input_shape": (dict(self.input_shape_) if isinstance(self.input_shape_, dict)
+                                else list(self.input_shape_)),
                 "input_meta": self.input_meta_,
                 "class_weight": self.class_weight_,
                 "best_epoch": self.best_epoch_,
@@ -794,10 +838,16 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
                 "lcpipe_version": __version__,
                 "keras_version": keras.__version__,
                 "backend": keras_backend(),
+                "estimator": type(self).__name__,
+                **self._extra_meta(),
             }
             write_json_atomic(meta, tmp / _META_FILE)
         return d
 
+
+#: estimator classes a model folder may name (``model.json`` ``estimator``); the hybrid
+#: network of :mod:`models.hybrid` registers itself here
+ESTIMATORS: dict[str, type] = {"DmDtCNN": DmDtCNN}
 
 #: what a CNN model folder holds (the training curves are written beside the model)
 _FOLDER_FILES = {_MODEL_FILE, _META_FILE, "training_curves.parquet", "training_curves.png"}
@@ -860,8 +910,14 @@ def load_cnn(directory: str | os.PathLike[str]) -> DmDtCNN:
             raise InputError(d, f"{_MODEL_FILE} is not the network {_META_FILE} describes "
                              "(an interrupted save, or files mixed from two models): "
                              "retrain, or restore the folder")
+    kind = meta.get("estimator", "DmDtCNN")
+    if kind == "HybridCNN":  # registers itself in ESTIMATORS
+        from . import hybrid  # noqa: F401
+    if kind not in ESTIMATORS:
+        raise InputError(meta_path, f"unknown estimator {kind!r} in model metadata "
+                         f"(expected one of {', '.join(ESTIMATORS)})")
     try:
-        est = DmDtCNN(**meta["params"])
+        est = ESTIMATORS[kind](**meta["params"])
     except TypeError as exc:
         raise InputError(meta_path, f"model metadata has unknown parameters: {exc}") from exc
     keras = _keras()
@@ -887,4 +943,5 @@ def load_cnn(directory: str | os.PathLike[str]) -> DmDtCNN:
     est.n_train_ = meta.get("n_train")
     est.n_augmented_ = meta.get("n_augmented")
     est.training_hash_ = meta.get("training_hash")
+    est._load_extra(meta)
     return est

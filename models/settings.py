@@ -72,6 +72,9 @@ class TrainSettings(IngestSettings):
     unknown_accuracy: float = Field(0.95, gt=0.0, le=1.0, description="with cv_folds, each "
                                     "model answers 'unknown' below the top probability at "
                                     "which its CV answers reach this accuracy")
+    hybrid: bool = Field(False, description="also train the hybrid network (a CNN branch on "
+                         "the dm-dt images and a dense branch on the features, end to end; "
+                         "models.hybrid)")
     explain: bool = Field(True, description="write the per-class explanations: the forest's "
                           "permutation importances and class feature statistics, the CNN's "
                           "class activation, saliency and activation-maximisation maps")

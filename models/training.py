@@ -34,6 +34,8 @@ from .settings import CNN_PRESETS, TrainSettings
 
 __all__ = [
     "MODELS",
+    "OPTIONAL_MODELS",
+    "models_for",
     "RPCA_GRID",
     "image_grids",
     "chunk_images",
@@ -49,12 +51,19 @@ __all__ = [
     "evaluate_stack",
 ]
 
-#: Model names, in report order.
+#: Model names, in report order (``hybrid`` joins them with ``TrainSettings.hybrid``).
 MODELS: tuple[str, ...] = ("forest", "cnn", "rpca_nearest")
+#: Models trained on request.
+OPTIONAL_MODELS: tuple[str, ...] = ("hybrid",)
 #: Base models of the stacked ensemble ``stack`` (trained when the run cross-validates).
 STACK_BASES: tuple[str, ...] = ("forest", "cnn")
 #: dm-dt grid of the robust-PCA decomposition (Mahabal et al. 2017: 22 dm x 24 dt).
 RPCA_GRID = "mahabal2017"
+
+
+def models_for(settings: TrainSettings) -> tuple[str, ...]:
+    """The models a train run with ``settings`` evaluates and bundles, in report order."""
+    return MODELS + (("hybrid",) if settings.hybrid else ())
 
 
 def image_grids(cnn_preset: str) -> dict[str, str]:
@@ -274,6 +283,13 @@ def _estimator(kind: str, settings: TrainSettings) -> Any:
                        learning_rate=settings.cnn_learning_rate,
                        max_class_weight=settings.cnn_max_class_weight,
                        random_state=settings.seed)
+    if kind == "hybrid":
+        from .hybrid import HybridCNN
+
+        return HybridCNN(arch=CNN_PRESETS[settings.cnn_preset][1], epochs=settings.cnn_epochs,
+                         learning_rate=settings.cnn_learning_rate,
+                         max_class_weight=settings.cnn_max_class_weight,
+                         random_state=settings.seed)
     if kind == "rpca_nearest":
         from pipeline.rpca_dmdt import DmDtRPCA
 
@@ -284,11 +300,22 @@ def _estimator(kind: str, settings: TrainSettings) -> Any:
 
 #: The input file each model reads (a key of the ``paths`` given to fit/predict).
 MODEL_INPUT: dict[str, str] = {"forest": "features", "cnn": "cnn_images",
-                               "rpca_nearest": "rpca_images"}
+                               "rpca_nearest": "rpca_images", "hybrid": "features"}
+#: Models saved as a folder (Keras networks).
+_FOLDER_MODELS = ("cnn", "hybrid")
 
 
 def _inputs(kind: str, paths: dict[str, str], ids: np.ndarray | None, settings: TrainSettings,
             model_info: dict[str, Any] | None = None) -> tuple[np.ndarray, Any, dict[str, Any]]:
+    if kind == "hybrid":
+        from .hybrid import hybrid_inputs
+
+        info = (model_info or {}).get("input_meta", {})
+        f_ids, F, f_meta = forest_inputs(paths["features"], ids, info.get("feature_names"),
+                                         info.get("feature_set_version"))
+        i_ids, X, i_meta = image_inputs(paths["cnn_images"], f_ids,
+                                        CNN_PRESETS[settings.cnn_preset][0])
+        return f_ids, hybrid_inputs(X, F.to_numpy(np.float64)), {**i_meta, **f_meta}
     if MODEL_INPUT[kind] == "features":
         info = model_info or {}
         return forest_inputs(paths["features"], ids, info.get("feature_names"),
@@ -337,7 +364,7 @@ def fit_model(kind: str, paths: dict[str, str], split_path: str | os.PathLike[st
                     training_hash=data_hash(X.to_numpy(), y, names=meta["feature_names"],
                                             object_ids=ids),
                     extra={"part": part, "n_objects": int(len(y))})
-    elif kind == "cnn":
+    elif kind in _FOLDER_MODELS:
         est.fit(X, y, input_meta=meta)
         est.save(out)
     else:
@@ -377,7 +404,7 @@ def load_model(kind: str, path: str | os.PathLike[str]) -> tuple[Any, dict[str, 
         from .forest import load_forest
 
         return load_forest(path)
-    if kind == "cnn":
+    if kind in _FOLDER_MODELS:
         from .cnn import load_cnn
 
         est = load_cnn(path)
@@ -410,8 +437,12 @@ def predict_model(kind: str, model: Any, meta: dict[str, Any], paths: dict[str, 
         dec = model.decompose(X)
         pred = np.asarray(classes)[np.argmin(dec["err"], axis=1)] if len(ids) else np.zeros(0)
         return ids, classes, None, pred, {"err": dec["err"], "l1": dec["l1"]}
-    if kind == "cnn":
+    if kind in _FOLDER_MODELS:
         model.check_input_meta(in_meta, source=paths["cnn_images"])
+    if kind == "hybrid" and list(model.input_meta_.get("feature_names", [])) != list(
+            in_meta.get("feature_names", [])):
+        raise InputError(paths["features"], "its feature columns differ from those the hybrid "
+                         "network was trained on")
     proba = np.asarray(model.predict_proba(X), dtype=np.float64)
     return ids, classes, proba, np.asarray(classes)[np.argmax(proba, axis=1)], {}
 
@@ -437,7 +468,7 @@ def evaluate_model(kind: str, paths: dict[str, str], split_path: str | os.PathLi
     split = read_split(split_path)
     classes = _classes_of(split)
     model_path = wd / (f"{kind}.skops" if kind == "forest" else
-                       f"{kind}.npz" if kind == "rpca_nearest" else kind)
+                       f"{kind}.npz" if kind == "rpca_nearest" else kind)  # networks: folders
     t0 = time.perf_counter()
     fit_model(kind, paths, split_path, settings, model_path, part="train")
     fit_seconds = time.perf_counter() - t0
@@ -464,7 +495,8 @@ def evaluate_model(kind: str, paths: dict[str, str], split_path: str | os.PathLi
             est = NearestSubspaceClassifier(settings.rpca_rank_background,
                                             settings.rpca_rank_class)
         oof = cross_validate(est, X, y, folds,
-                             fit_params={"input_meta": in_meta} if kind == "cnn" else None)
+                             fit_params={"input_meta": in_meta} if kind in _FOLDER_MODELS
+                             else None)
         frames.append(prediction_frame(
             tr_ids, kind, classes,
             None if oof.proba is None else class_columns(oof.proba, oof.classes, classes),

@@ -550,6 +550,40 @@ def test_bundle_round_trip_reproduces_test_predictions(first_run: Run, tmp_path:
     assert list(nearest) == list(dist["rpca_nearest"])
 
 
+def test_hybrid_network_in_reports_bundle_and_classify(tmp_path: Path) -> None:
+    """With ``hybrid`` on, the two-branch network is evaluated beside the other models, its
+    folder is in the bundle, and classify reproduces its test probabilities from the raw
+    light curves (its scaler and feature list travel with it)."""
+    settings = SETTINGS.model_copy(update={"hybrid": True, "explain": False})
+    run = _train(tmp_path / "hyb", settings)
+    pred = read_report(run.report_dir, "predictions", run.run_id)
+    assert set(pred["model"]) == set(MODELS) | {"hybrid"}
+    hyb = pred[pred["model"] == "hybrid"].sort_values("object_id").reset_index(drop=True)
+    prob_cols = [f"prob_{c}" for c in PAPER7]
+    p = hyb[prob_cols].to_numpy(float)
+    assert np.allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    assert list(hyb["predicted_class"]) == list(np.asarray(PAPER7)[np.argmax(p, axis=1)])
+    metrics = read_report(run.report_dir, "metrics", run.run_id)
+    row = metrics[(metrics["model"] == "hybrid") & (metrics["class"] == "__overall__")]
+    assert row["accuracy"].iloc[0] == pytest.approx(
+        np.mean(hyb["predicted_class"].astype(str) == hyb["true_class"].astype(str)))
+    bundle = Path(run.result["bundle"])
+    assert (bundle / "hybrid" / "model.keras").is_file()
+    meta = json.loads((bundle / "hybrid" / "model.json").read_text())
+    assert meta["estimator"] == "HybridCNN" and meta["input_meta"]["feature_names"]
+
+    table = pq.read_table(sample_paths()["lightcurves"])
+    mask = pc.is_in(table.column("object_id").cast(pa.string()),
+                    value_set=pa.array(list(hyb["object_id"].astype(str)), pa.string()))
+    data = tmp_path / "test_objects.parquet"
+    pq.write_table(table.filter(mask), data)
+    res = classify(str(bundle), data, tmp_path / "c.parquet", ClassifySettings(n_jobs=1))
+    got = pq.read_table(res["output"]).to_pandas()
+    got = got[got["model"] == "hybrid"].sort_values("object_id").reset_index(drop=True)
+    assert list(got["object_id"]) == list(hyb["object_id"].astype(str))
+    np.testing.assert_allclose(got[prob_cols].to_numpy(float), p, rtol=1e-6, atol=1e-5)
+
+
 # ----------------------------------------------------------------------------- 7. CLI
 
 

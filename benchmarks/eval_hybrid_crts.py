@@ -1,0 +1,115 @@
+"""Real-data result: the hybrid network (CNN branch + feature branch) under the same 5-fold CV.
+
+    nice -n 10 python benchmarks/eval_hybrid_crts.py [--classes paper7,all] [--seeds 0,1]
+        [-o lcpipe-out/hybrid_crts] [--folds 5]
+
+The forest and the hybrid (:class:`models.hybrid.HybridCNN`, image branch ``vgg6`` on the
+``fine`` representation, the ``best`` CNN preset) run through the one CV loop
+(:func:`models.evaluation.cross_validate`) on the folds every lcpipe classifier uses
+(``stratified_folds(y, 5, seed=0)`` on the labelled objects sorted by id, as
+``benchmarks/eval_forest_crts.py`` and ``eval_cnn_crts.py``); the hybrid once per network
+seed (mean and spread over seeds), the forest once (its anchor in the same run). Features
+are cached like ``eval_forest_crts.py`` (``--cache``). Prints accuracy, balanced accuracy,
+macro-F1 and log loss per model and class set, and writes ``OUT/hybrid_crts.md`` and the
+out-of-fold predictions ``OUT/hybrid_{classes}_seed{k}.oof.parquet``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "crts"))
+    ap.add_argument("--cache", default="/tmp/lcpipe-cache")
+    ap.add_argument("-o", "--out", default=str(ROOT / "lcpipe-out" / "hybrid_crts"))
+    ap.add_argument("--classes", default="paper7,all")
+    ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args(argv)
+    data = Path(args.data)
+    if not (data / "lightcurves.parquet").exists():
+        print(f"CRTS data not found under {data}", file=sys.stderr)
+        return 2
+
+    from sklearn.metrics import log_loss
+
+    from features import FEATURE_SET_VERSION, extract_features_file
+    from models.cnn import tensorflow_environment
+    from models.evaluation import cross_validate, metrics_report, stratified_folds
+    from models.forest import LightCurveForest
+    from models.forest_files import load_training_set
+    from models.hybrid import HybridCNN, hybrid_inputs
+    from models.predictions import prediction_frame, write_predictions
+    from models.representations import lightcurves_to_inputs
+    from pipeline.contract import ColumnMap
+    from pipeline.io import atomic_path
+    from pipeline.lightcurves import read_lightcurves
+
+    tensorflow_environment()
+    feats = Path(args.cache) / f"crts_features_v{FEATURE_SET_VERSION}.parquet"
+    if not feats.exists():
+        extract_features_file(data / "lightcurves.parquet", feats, ColumnMap.from_spec("crts"),
+                              n_jobs=args.jobs)
+    lcs = read_lightcurves(data / "lightcurves.parquet", ColumnMap.from_spec("crts"))
+    img_ids, images, _ = lightcurves_to_inputs(lcs, "fine")
+    img_ids = img_ids.astype(str)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    lines = [f"# Hybrid network vs forest on CRTS (stratified {args.folds}-fold CV)", ""]
+    table = ["| classes | model | seed | accuracy | balanced accuracy | macro-F1 | log loss "
+             "| fit s/fold |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for classes in args.classes.split(","):
+        ts = load_training_set(feats, data / "labels.csv", classes)
+        order = np.argsort(ts.object_id, kind="stable")
+        ids, y = ts.object_id[order], ts.y[order]
+        F = ts.X.to_numpy(np.float64)[order]
+        pos = {o: i for i, o in enumerate(img_ids)}
+        X_img = images[[pos[o] for o in ids]]
+        folds = stratified_folds(y, args.folds, seed=0)
+
+        def score(oof, name: str, seed: int, seconds: float, *, classes=classes, ids=ids,
+                  y=y, folds=folds) -> None:
+            rep = metrics_report(y, oof.y_pred, oof.classes)
+            ll = log_loss(y, np.clip(oof.proba, 1e-15, 1), labels=list(oof.classes))
+            table.append(f"| {classes} | {name} | {seed} | {rep['accuracy']:.3f} | "
+                         f"{rep['balanced_accuracy']:.3f} | {rep['macro_f1']:.3f} | {ll:.3f} "
+                         f"| {seconds / len(folds):.0f} |")
+            print(table[-1], flush=True)
+            write_predictions(prediction_frame(ids, name, list(oof.classes), oof.proba,
+                                               oof.y_pred, run_id=f"eval-{name}",
+                                               split="cv", fold=oof.fold, true_class=y),
+                              out / f"{name}_{classes}_seed{seed}.oof.parquet")
+
+        t0 = time.perf_counter()
+        forest = cross_validate(LightCurveForest(n_estimators=500, n_jobs=args.jobs,
+                                                 random_state=0), F, y, folds)
+        score(forest, "forest", 0, time.perf_counter() - t0)
+        X = hybrid_inputs(X_img, F)
+        for seed in seeds:
+            t0 = time.perf_counter()
+            oof = cross_validate(HybridCNN(arch="vgg6", epochs=args.epochs, random_state=seed),
+                                 X, y, folds,
+                                 log=lambda line: print(line, file=sys.stderr, flush=True))
+            score(oof, "hybrid", seed, time.perf_counter() - t0)
+    text = "\n".join(lines + table) + "\n"
+    with atomic_path(out / "hybrid_crts.md") as tmp:
+        tmp.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
