@@ -32,6 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also classify the light curves with only these fractions of their "
                         "points kept (e.g. 0.9,0.7,0.5): accuracy against the fraction kept "
                         "in robustness_cadence.parquet")
+    p.add_argument("--adversarial", action="store_true",
+                   help="also search, per object, the smallest change of the magnitudes (in "
+                        "units of their error bars) that flips the CNN's class: "
+                        "robustness_adversarial.parquet (per object) and "
+                        "robustness_adversarial_classes.parquet (docs/explain.md)")
     p.add_argument("--labels", metavar="LABELS",
                    help="object_id,label table: accuracy in the cadence table")
     p.add_argument("-j", "--jobs", type=jobs, default=1,
@@ -71,11 +76,16 @@ def run(args: argparse.Namespace) -> int:
             cadence, cinfo = cadence_robustness(
                 args.model, lcs, scratch / "cadence", args.cadence, labels=labels,
                 seed=args.seed, min_points=bundle.settings.min_points, n_jobs=args.jobs)
+        if args.adversarial:
+            from models.adversarial import adversarial_check, flip_summary
+
+            flips = adversarial_check(args.model, lcs, seed=args.seed)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     meta = {"lcpipe.robustness": {"bundle": str(args.model), "input": str(args.input),
                                   "draws": args.draws, "seed": args.seed,
-                                  "cadence": args.cadence, "labels": args.labels}}
+                                  "cadence": args.cadence, "labels": args.labels,
+                                  "adversarial": args.adversarial}}
     write_parquet_atomic(pa.Table.from_pandas(objects, preserve_index=False),
                          out / "robustness_objects.parquet", metadata=meta)
     write_parquet_atomic(pa.Table.from_pandas(classes, preserve_index=False),
@@ -96,5 +106,16 @@ def run(args: argparse.Namespace) -> int:
         for model, g in cadence.groupby("model", sort=True):
             col = "accuracy" if labels is not None else "agreement"
             print(f"  {model}: " + " ".join(f"{v:.3f}" for v in g[col]))
+    if args.adversarial:
+        summary = flip_summary(flips)
+        write_parquet_atomic(pa.Table.from_pandas(flips, preserve_index=False),
+                             out / "robustness_adversarial.parquet", metadata=meta)
+        write_parquet_atomic(pa.Table.from_pandas(summary, preserve_index=False),
+                             out / "robustness_adversarial_classes.parquet", metadata=meta)
+        written += ", robustness_adversarial.parquet, robustness_adversarial_classes.parquet"
+        row = summary.iloc[-1]
+        print(f"adversarial (CNN): median flip size {row['median_flip_sigma']:.2f} sigma; "
+              f"{row['within_1_sigma']:.3f} of the objects flip within 1 sigma, "
+              f"{row['never_flipped']:.3f} never (up to the largest step)")
     print(f"-> {out}/{written}")
     return 0

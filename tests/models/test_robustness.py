@@ -105,3 +105,29 @@ def test_cadence_accuracy_against_an_independent_count(twelve, tmp_path):
     nolab, _ = cadence_robustness("crts", twelve, tmp_path / "d", (0.6,), seed=5)
     assert nolab["accuracy"].isna().all()
     pd.testing.assert_series_equal(nolab["agreement"], table["agreement"])
+
+
+def test_cli_adversarial_tables(twelve, tmp_path, capsys):
+    """lcpipe robustness --adversarial: the per-object flip table of the bundle's CNN and
+    its per-class summary, whose 'all' row is recomputed here from the objects."""
+    import pyarrow.parquet as pq
+
+    from flows.cli import main
+    from pipeline.validate import series_to_arrow
+
+    data = tmp_path / "twelve.parquet"
+    pq.write_table(series_to_arrow(twelve), data)
+    out = tmp_path / "rob"
+    assert main(["robustness", str(data), "--model", "crts", "-o", str(out), "-k", "1",
+                 "--adversarial"]) == 0
+    flips = pd.read_parquet(out / "robustness_adversarial.parquet")
+    summary = pd.read_parquet(out / "robustness_adversarial_classes.parquet")
+    assert sorted(flips["object_id"]) == sorted(np.unique(twelve.object_id))
+    cnn = pd.read_parquet(out / "robustness_objects.parquet").query("model == 'cnn'")
+    assert (flips.set_index("object_id")["predicted_class"].sort_index()
+            == cnn.set_index("object_id")["predicted_class"].sort_index()).all()
+    row = summary[summary["predicted_class"] == "all"].iloc[0]
+    v = np.where(flips["flip_sigma"].isna(), np.inf, flips["flip_sigma"])
+    assert row["objects"] == 12 and row["median_flip_sigma"] == np.median(v)
+    assert row["within_1_sigma"] == pytest.approx((flips["flip_sigma"] <= 1).mean())
+    assert "median flip size" in capsys.readouterr().out
