@@ -8,7 +8,9 @@ The forest and the hybrid (:class:`models.hybrid.HybridCNN`, image branch ``vgg6
 (:func:`models.evaluation.cross_validate`) on the folds every lcpipe classifier uses
 (``stratified_folds(y, 5, seed=0)`` on the labelled objects sorted by id, as
 ``benchmarks/eval_forest_crts.py`` and ``eval_cnn_crts.py``); the hybrid once per network
-seed (mean and spread over seeds), the forest once (its anchor in the same run). Features
+seed (mean and spread over seeds), the forest once (its anchor in the same run), and the
+stack of the two (:class:`models.stacking.StackedClassifier` on their out-of-fold
+probabilities, cross-validated on the same folds as ``eval_stack_crts.py`` does). Features
 are cached like ``eval_forest_crts.py`` (``--cache``). Prints accuracy, balanced accuracy,
 macro-F1 and log loss per model and class set, and writes ``OUT/hybrid_crts.md`` and the
 out-of-fold predictions ``OUT/hybrid_{classes}_seed{k}.oof.parquet``.
@@ -53,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from models.hybrid import HybridCNN, hybrid_inputs
     from models.predictions import prediction_frame, write_predictions
     from models.representations import lightcurves_to_inputs
+    from models.stacking import StackedClassifier, stack_inputs
     from pipeline.contract import ColumnMap
     from pipeline.io import atomic_path
     from pipeline.lightcurves import read_lightcurves
@@ -83,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         def score(oof, name: str, seed: int, seconds: float, *, classes=classes, ids=ids,
                   y=y, folds=folds) -> None:
             rep = metrics_report(y, oof.y_pred, oof.classes)
-            ll = log_loss(y, np.clip(oof.proba, 1e-15, 1), labels=list(oof.classes))
+            p = np.clip(oof.proba, 1e-15, 1)  # float32 network outputs sum to 1 to ~1e-7
+            ll = log_loss(y, p / p.sum(axis=1, keepdims=True), labels=list(oof.classes))
             table.append(f"| {classes} | {name} | {seed} | {rep['accuracy']:.3f} | "
                          f"{rep['balanced_accuracy']:.3f} | {rep['macro_f1']:.3f} | {ll:.3f} "
                          f"| {seconds / len(folds):.0f} |")
@@ -104,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
                                  X, y, folds,
                                  log=lambda line: print(line, file=sys.stderr, flush=True))
             score(oof, "hybrid", seed, time.perf_counter() - t0)
+            # the stack of the forest and the hybrid, nested on the same folds
+            t0 = time.perf_counter()
+            st = cross_validate(StackedClassifier(base_models=["forest", "hybrid"]),
+                                stack_inputs([forest.proba, oof.proba]), y, folds)
+            score(st, "stack_forest_hybrid", seed, time.perf_counter() - t0)
     text = "\n".join(lines + table) + "\n"
     with atomic_path(out / "hybrid_crts.md") as tmp:
         tmp.write_text(text)

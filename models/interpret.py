@@ -86,7 +86,9 @@ def forest_explanations(features_path: str | os.PathLike[str],
     seed : int
         Seed of the shuffles.
     n_jobs : int, optional
-        Processes of scikit-learn's permutation importance.
+        Unused (kept for the callers): the permutations run in this process; the forest
+        predicts with its own threads for test parts of 1,000 objects or more, with one
+        thread below (faster for small batches).
 
     Returns
     -------
@@ -111,8 +113,10 @@ def forest_explanations(features_path: str | os.PathLike[str],
             "scoring"]
     if not test.any():
         return pd.DataFrame(columns=cols), feats
+    if test.sum() < 1000:  # small batches: the trees' thread pool costs more than it gains
+        model.n_jobs = model.model_.n_jobs = 1
     mean, std = permutation_importances(model, X[test].reset_index(drop=True), y[test],
-                                        n_repeats=n_repeats, random_state=seed, n_jobs=n_jobs)
+                                        n_repeats=n_repeats, random_state=seed, n_jobs=None)
     order = np.argsort(-mean, kind="stable")
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(1, len(order) + 1)
