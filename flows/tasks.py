@@ -194,14 +194,13 @@ def reports_task(report_dir: Path, run_id: str, predictions: list[str], classes:
 
 @task(name="explain", cache_policy=NO_CACHE)
 def explain_task(report_dir: Path, run_id: str, paths: dict[str, str], split: str,
-                 models: dict[str, str], representation: str, seed: int,
-                 n_jobs: int) -> dict[str, Any]:
+                 models: dict[str, str], representation: str, seed: int) -> dict[str, Any]:
     """Per-class explanation tables and figures
     (:func:`models.interpret.write_explanation_reports`)."""
     from models.interpret import write_explanation_reports
 
     return write_explanation_reports(report_dir, run_id, paths, split, models, representation,
-                                     seed=seed, n_jobs=n_jobs)
+                                     seed=seed)
 
 
 def ingest_cached(data: Path, cache: Path, settings: IngestSettings,

@@ -180,7 +180,7 @@ def train(data: Path, labels: Path, output: Path,
     if settings.explain:
         explain_task(report_dir, run_id, paths, split,
                      {k: evaluated[k]["model"] for k in kinds},
-                     CNN_PRESETS[settings.cnn_preset][0], settings.seed, settings.n_jobs)
+                     CNN_PRESETS[settings.cnn_preset][0], settings.seed)
         watch.lap("explain")
 
     if settings.refit:

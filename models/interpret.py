@@ -69,8 +69,7 @@ def class_feature_table(X: pd.DataFrame, y: np.ndarray, classes: Sequence[str]
 def forest_explanations(features_path: str | os.PathLike[str],
                         split_path: str | os.PathLike[str],
                         forest_path: str | os.PathLike[str], *, n_repeats: int = 3,
-                        seed: int = 0, n_jobs: int | None = None
-                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
+                        seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The forest's permutation importances (test part) and the per-class feature table.
 
     Parameters
@@ -85,10 +84,9 @@ def forest_explanations(features_path: str | os.PathLike[str],
         Shuffles per feature.
     seed : int
         Seed of the shuffles.
-    n_jobs : int, optional
-        Unused (kept for the callers): the permutations run in this process; the forest
-        predicts with its own threads for test parts of 1,000 objects or more, with one
-        thread below (faster for small batches).
+
+    The permutations run in this process; the forest predicts with its own threads for
+    test parts of 1,000 objects or more, with one thread below (faster for small batches).
 
     Returns
     -------
@@ -269,7 +267,7 @@ def cnn_explanations(images_path: str | os.PathLike[str], split_path: str | os.P
 def write_explanation_reports(report_dir: str | os.PathLike[str], run_id: str,
                               paths: dict[str, str], split_path: str | os.PathLike[str],
                               models: dict[str, str], representation: str,
-                              seed: int = 0, n_jobs: int | None = None) -> dict[str, Any]:
+                              seed: int = 0) -> dict[str, Any]:
     """Write a run's ``importances``, ``class_features``, ``class_maps`` and
     ``activation_check`` tables, and PNGs of the CNN's per-class maps.
 
@@ -287,7 +285,6 @@ def write_explanation_reports(report_dir: str | os.PathLike[str], run_id: str,
     representation : str
         The CNN's input representation.
     seed : int
-    n_jobs : int, optional
 
     Returns
     -------
@@ -306,7 +303,7 @@ def write_explanation_reports(report_dir: str | os.PathLike[str], run_id: str,
 
     if "forest" in models:
         imp, feats = forest_explanations(paths["features"], split_path, models["forest"],
-                                         seed=seed, n_jobs=n_jobs)
+                                         seed=seed)
         put("importances", imp)
         put("class_features", feats)
     if "cnn" in models:
