@@ -138,6 +138,9 @@ def _model_inputs(model: Any) -> tuple[Representation, list[str]]:
         raise ConfigError("the model must be a fitted classifier of network inputs "
                           "(predict_proba, classes_), e.g. a fitted models.cnn.DmDtCNN")
     meta = getattr(model, "input_meta_", None) or {}
+    if meta.get("feature_names"):
+        raise ConfigError("the model also takes light-curve features (a hybrid network); the "
+                          "search recomputes dm-dt images only, not features")
     preset, bands = meta.get("preset"), meta.get("bands")
     if preset is None or not bands:
         raise ConfigError("the model's input_meta_ names no representation ('preset') or "

@@ -243,6 +243,12 @@ def test_bad_input_is_a_clear_error(rule_curves):
 
     with pytest.raises(ConfigError, match="no representation"):
         flip_search(NoMeta(), rule_curves)
+
+    class WithFeatures(RuleModel):
+        input_meta_ = {**RuleModel.input_meta_, "feature_names": ["amplitude"]}
+
+    with pytest.raises(ConfigError, match="hybrid network"):
+        flip_search(WithFeatures(), rule_curves)
     with pytest.raises(ConfigError, match="fitted classifier"):
         flip_search(object(), rule_curves)
     other = _lcs({"x": np.full(5, 15.0)})
