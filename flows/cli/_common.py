@@ -64,6 +64,18 @@ def fractions(text: str) -> list[float]:
     return values
 
 
+def output_folder(path: str):
+    """``-o OUTDIR`` of a command writing several tables: refused if it is a file."""
+    from pathlib import Path
+
+    from pipeline.errors import OutputError
+
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise OutputError(out, "exists and is not a folder: give a folder for the tables")
+    return out
+
+
 def add_debug_argument(p: argparse.ArgumentParser) -> None:
     """``--debug`` at any level of a command (``lcpipe forest --debug train`` and
     ``lcpipe forest train --debug`` both work): SUPPRESS keeps a lower level from

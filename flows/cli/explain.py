@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_cleaning_arguments, cleaning_config, column_map, jobs
+from ._common import (
+    add_cleaning_arguments,
+    cleaning_config,
+    column_map,
+    jobs,
+    output_folder,
+)
 
 HELP = ("explain a bundle's answers for chosen objects: CNN class activation and saliency "
         "maps, the forest's feature contributions")
@@ -36,12 +42,10 @@ def run(args: argparse.Namespace) -> int:
 
     from models.bundle import load_bundle
     from models.interpret import explain_objects
-    from pipeline.errors import ConfigError, OutputError
+    from pipeline.errors import ConfigError
     from pipeline.lightcurves import read_lightcurves
 
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise OutputError(out, "exists and is not a folder: give a folder for the tables")
+    out = output_folder(args.output)
     ids = [o.strip() for o in args.objects.split(",") if o.strip()]
     if not ids:
         raise ConfigError("--objects: give one or more object ids, comma-separated")

@@ -12,6 +12,7 @@ from ._common import (
     count,
     fractions,
     jobs,
+    output_folder,
 )
 
 HELP = ("redraw the magnitudes from their error bars K times (and thin the cadence) and "
@@ -53,14 +54,12 @@ def run(args: argparse.Namespace) -> int:
 
     from models.bundle import load_bundle
     from models.robustness import cadence_robustness, error_robustness
-    from pipeline.errors import ConfigError, OutputError
+    from pipeline.errors import ConfigError
     from pipeline.io import write_parquet_atomic
     from pipeline.labels import read_labels
     from pipeline.lightcurves import read_lightcurves
 
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise OutputError(out, "exists and is not a folder: give a folder for the tables")
+    out = output_folder(args.output)
     bundle = load_bundle(args.model)  # a bad bundle is refused before any work
     if args.labels and not args.cadence:
         raise ConfigError("--labels is used by the cadence test: give --cadence too")

@@ -190,20 +190,6 @@ def test_default_learning_rate_is_the_architectures(arch, tmp_path):
         DmDtCNN(arch=arch, learning_rate=0.0).fit(X, y)
 
 
-@pytest.fixture(scope="module")
-def planted_model():
-    """mahabal2017 trained where only pixel (12, 15) tells the classes apart."""
-    rng = np.random.default_rng(3)
-    n = 128
-    X = rng.random((n, 22, 24, 1)).astype(np.float32) * 0.5
-    y = np.repeat(np.array(["a", "b"]), n // 2)
-    X[y == "b", 12, 15, 0] += 1.0
-    clf = DmDtCNN(arch="mahabal2017", epochs=10, batch_size=16, learning_rate=3e-3,
-                  patience=10, random_state=0).fit(X, y, input_meta={"preset": "test",
-                                                                     "norm": "raw"})
-    return clf, X, y
-
-
 def test_saliency_peaks_on_planted_pixel(planted_model):
     clf, X, y = planted_model
     assert np.mean(clf.predict(X) == y) > 0.95

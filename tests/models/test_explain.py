@@ -37,20 +37,6 @@ PEAK = (24, 12)  # fine-grid cell (dm bin, dt bin) that makes class 'peak'
 
 
 @pytest.fixture(scope="module")
-def planted_model():
-    """mahabal2017 trained where only pixel (12, 15) tells the classes apart (as test_cnn)."""
-    rng = np.random.default_rng(3)
-    n = 128
-    X = rng.random((n, 22, 24, 1)).astype(np.float32) * 0.5
-    y = np.repeat(np.array(["a", "b"]), n // 2)
-    X[y == "b", 12, 15, 0] += 1.0
-    clf = DmDtCNN(arch="mahabal2017", epochs=10, batch_size=16, learning_rate=3e-3,
-                  patience=10, random_state=0).fit(X, y, input_meta={"preset": "test",
-                                                                     "norm": "raw"})
-    return clf, X, y
-
-
-@pytest.fixture(scope="module")
 def fine_model():
     """mahabal2017 on the 'fine' representation of Poisson pair counts (columns beyond dt
     bin 24 empty, as for short light curves); class 'peak' has 40 more pairs in cell PEAK."""
