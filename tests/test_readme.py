@@ -1,4 +1,4 @@
-"""The README's test command is what CI runs; its quoted demo output is current."""
+"""The README's test command is what CI runs, and its main-job command is the demo."""
 
 from __future__ import annotations
 
