@@ -265,6 +265,18 @@ def _process_pool(n_jobs: int) -> Any:
         return pool
 
 
+def _forget_pools_after_fork() -> None:
+    """In a forked child the parent's pools are unusable (their threads are not copied):
+    start afresh instead of waiting forever on them."""
+    global _POOLS_LOCK
+    _POOLS.clear()
+    _POOLS_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools_after_fork)
+
+
 def _watch_parent(parent: int) -> None:
     """Worker initializer: exit when the parent process is gone (even after a SIGKILL)."""
 

@@ -23,7 +23,7 @@ def default_lightcurve_features() -> list[tuple[object, tuple[str, ...]]]:
     Returns
     -------
     list of (light_curve feature, tuple of str)
-        31 evaluators giving 37 values.
+        31 evaluators giving 38 values.
     """
     import light_curve as lc
 

@@ -763,10 +763,11 @@ def rpca_dmdt_file(
         "label": label_col,
         "fitted": pa.array(fit_mask, pa.bool_()),
         "nearest_class": pa.array(nearest.astype(str), pa.string()),
-        "b_norm": pa.array(b_norm, pa.float64()),
-        "c_norm": pa.array(c_norm, pa.float64()),
-        "sparse_l1": pa.array(sparse_l1, pa.float64()),
-        "residual_norm": pa.array(resid, pa.float64()),
+        # objects not fitted have no own-class decomposition: null, as docs/rpca.md says
+        "b_norm": pa.array(b_norm, pa.float64(), mask=~fit_mask),
+        "c_norm": pa.array(c_norm, pa.float64(), mask=~fit_mask),
+        "sparse_l1": pa.array(sparse_l1, pa.float64(), mask=~fit_mask),
+        "residual_norm": pa.array(resid, pa.float64(), mask=~fit_mask),
     }
     for j, name in enumerate(names):
         cols[name] = pa.array(feats[:, j], pa.float64())

@@ -85,7 +85,7 @@ GROUPS: dict[str, dict] = {
     },
     "rpca_dmdt": {
         "files": ["pipeline/rpca_dmdt.py"],
-        "tests": ["tests/pipeline/test_rpca_dmdt.py"],
+        "tests": ["tests/pipeline/test_rpca_dmdt.py", "tests/pipeline/test_rpca_dmdt_mutants.py"],
     },
     "fourier": {
         "files": ["features/fourier.py", "features/periodic.py"],
@@ -101,7 +101,8 @@ GROUPS: dict[str, dict] = {
     "features_stats": {
         "files": ["features/base.py", "features/lightcurve.py", "features/colour.py"],
         "numba": ["features/base.py"],
-        "tests": ["tests/features/test_groups.py", "tests/features/test_api.py"],
+        "tests": ["tests/features/test_groups.py", "tests/features/test_api.py",
+                  "tests/features/test_stats_mutants.py"],
     },
     "forest_predict": {
         "files": ["models/forest.py", "models/forest_files.py"],

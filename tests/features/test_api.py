@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -175,3 +177,34 @@ def test_ztf_multiband_period_beats_single_bands(ztf_dir, tmp_path):
     assert joint >= max(hits("g:period"), hits("r:period"))
     assert joint >= 8
     assert s["n_objects_missing_band"]["r"] == 2  # counted, not dropped
+
+
+def test_process_pool_works_in_a_forked_child(tmp_path):
+    """A process forked after the shared feature pool exists (mutmut, a forking server)
+    starts its own pool instead of waiting forever on the parent's."""
+    import subprocess
+    import sys
+    import textwrap
+
+    _frame(np.random.default_rng(5)).to_parquet(tmp_path / "lc.parquet")
+    script = tmp_path / "fork.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+        from features import extract_features_file
+        if __name__ == "__main__":
+            d = {str(tmp_path)!r}
+            extract_features_file(d + "/lc.parquet", d + "/a.parquet", n_jobs=2)
+            pid = os.fork()
+            if pid == 0:
+                signal.alarm(90)
+                extract_features_file(d + "/lc.parquet", d + "/b.parquet", n_jobs=2)
+                os._exit(0)
+            _, status = os.waitpid(pid, 0)
+            sys.exit(0 if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 else 3)
+    """))
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=240)
+    assert res.returncode == 0, res.stderr[-2000:]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a.parquet"),
+                                  pd.read_parquet(tmp_path / "b.parquet"))
