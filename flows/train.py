@@ -219,13 +219,13 @@ def train(data: Path, labels: Path, output: Path,
                         for m in rep["overall"]],
     })
     watch.lap("bundle")
+    written = load_bundle(bundle)
     write_run_row(report_dir, run_id, flow="train", status="completed", started=started,
                   parameters=params, input_data_hash=file_hash(data),
                   stage_seconds=watch.seconds, objects_in=int(ing["counts"]["objects_in"]),
                   objects_quarantined=int(ing["counts"]["objects_in"]) - n_obj + len(failed),
                   objects_classified=int(counts["n_used"]), bundle=str(bundle),
-                  model_hashes={k: file_hash(load_bundle(bundle).model_path(k))
-                                for k in models})
+                  model_hashes={k: file_hash(written.model_path(k)) for k in models})
     table = comparison_markdown(report_dir, run_id)
     _artifact(run_id, table, report_dir, bundle)
     return {"run_id": run_id, "report_dir": str(report_dir), "bundle": str(bundle),

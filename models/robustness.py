@@ -183,7 +183,8 @@ def cadence_robustness(bundle_spec: str | os.PathLike[str], lcs: Any,
                        workdir: str | os.PathLike[str],
                        fractions: Sequence[float] = (0.9, 0.8, 0.7, 0.6, 0.5),
                        labels: pd.Series | None = None, seed: int = 0, min_points: int = 10,
-                       n_jobs: int = 1) -> tuple[pd.DataFrame, dict[str, Any]]:
+                       n_jobs: int = 1, measured: pd.DataFrame | None = None
+                       ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Accuracy of a bundle's models against the fraction of each light curve's points kept.
 
     Parameters
@@ -206,6 +207,10 @@ def cadence_robustness(bundle_spec: str | os.PathLike[str], lcs: Any,
         Points kept at least per series.
     n_jobs : int
         Processes for the features.
+    measured : pandas.DataFrame, optional
+        The bundle's answers on ``lcs`` as given (``object_id``, ``model``,
+        ``predicted_class``; e.g. :func:`error_robustness`'s per-object table): saves
+        classifying them again.
 
     Returns
     -------
@@ -225,7 +230,7 @@ def cadence_robustness(bundle_spec: str | os.PathLike[str], lcs: Any,
     if not fr or any(not 0.0 < f <= 1.0 for f in fr):
         raise ConfigError(f"fractions of points kept must be in (0, 1], got {fractions}")
     t0 = time.perf_counter()
-    variants, kept = [lcs], [1.0]
+    variants, kept = [], []
     for i, f in enumerate(fr):
         thin, _ = subsample_lightcurves(lcs, 1, (f, f), min_points=min_points, seed=seed + i)
         # subsample_lightcurves names its copies '<id>#aug0': back to the object ids
@@ -233,7 +238,12 @@ def cadence_robustness(bundle_spec: str | os.PathLike[str], lcs: Any,
                                                   dtype=object))
         variants.append(thin)
         kept.append(len(thin.t) / max(len(lcs.t), 1))
+    if measured is None:
+        variants, kept = [lcs, *variants], [1.0, *kept]
     frames = classify_variants(bundle_spec, variants, workdir, n_jobs=n_jobs)
+    if measured is not None:
+        frames = [measured[["object_id", "model", "predicted_class"]], *frames]
+        kept = [1.0, *kept]
     full = frames[0].set_index(["object_id", "model"])["predicted_class"]
     rows = []
     for f, k_frac, frame in zip([1.0] + fr, kept, frames, strict=True):

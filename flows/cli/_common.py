@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 from collections.abc import Callable
 
@@ -74,6 +75,22 @@ def output_folder(path: str):
     if out.exists() and not out.is_dir():
         raise OutputError(out, "exists and is not a folder: give a folder for the tables")
     return out
+
+
+@contextlib.contextmanager
+def scratch_folder(out, command: str):
+    """A hidden scratch folder inside ``out`` (created), removed when the block ends,
+    whatever happens: ``out`` never keeps a half-finished intermediate."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    out.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".lcpipe-{command}-", dir=out))
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def add_debug_argument(p: argparse.ArgumentParser) -> None:

@@ -10,6 +10,7 @@ from ._common import (
     column_map,
     jobs,
     output_folder,
+    scratch_folder,
 )
 
 HELP = ("explain a bundle's answers for chosen objects: CNN class activation and saliency "
@@ -36,8 +37,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import shutil
-    import tempfile
     from pathlib import Path
 
     from models.bundle import load_bundle
@@ -50,14 +49,9 @@ def run(args: argparse.Namespace) -> int:
     if not ids:
         raise ConfigError("--objects: give one or more object ids, comma-separated")
     load_bundle(args.model)  # a bad bundle is refused before any work
-    args.input = args.data
     lcs = read_lightcurves(args.data, column_map(args), config=cleaning_config(args))
-    out.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".lcpipe-explain-", dir=out))
-    try:
+    with scratch_folder(out, "explain") as scratch:
         res = explain_objects(args.model, lcs, ids, out, scratch, n_jobs=args.jobs)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     frame = res["frame"]
     for oid, g in frame.groupby("object_id", sort=False):
         answers = ", ".join(f"{m} {c}" + ("" if p != p else f" ({p:.2f})")

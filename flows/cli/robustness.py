@@ -13,6 +13,7 @@ from ._common import (
     fractions,
     jobs,
     output_folder,
+    scratch_folder,
 )
 
 HELP = ("redraw the magnitudes from their error bars K times (and thin the cadence) and "
@@ -46,10 +47,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import shutil
-    import tempfile
-    from pathlib import Path
-
     import pyarrow as pa
 
     from models.bundle import load_bundle
@@ -65,22 +62,19 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--labels is used by the cadence test: give --cadence too")
     labels = read_labels(args.labels) if args.labels else None
     lcs = read_lightcurves(args.input, column_map(args), config=cleaning_config(args))
-    out.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".lcpipe-robustness-", dir=out))
-    try:
+    with scratch_folder(out, "robustness") as scratch:
         objects, classes, info = error_robustness(args.model, lcs, scratch / "errors",
                                                   k=args.draws, seed=args.seed,
                                                   n_jobs=args.jobs)
-        if args.cadence:
+        if args.cadence:  # the answers on the light curves as measured are known already
             cadence, cinfo = cadence_robustness(
                 args.model, lcs, scratch / "cadence", args.cadence, labels=labels,
-                seed=args.seed, min_points=bundle.settings.min_points, n_jobs=args.jobs)
+                seed=args.seed, min_points=bundle.settings.min_points, n_jobs=args.jobs,
+                measured=objects)
         if args.adversarial:
             from models.adversarial import adversarial_check, flip_summary
 
             flips = adversarial_check(args.model, lcs, seed=args.seed)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     meta = {"lcpipe.robustness": {"bundle": str(args.model), "input": str(args.input),
                                   "draws": args.draws, "seed": args.seed,
                                   "cadence": args.cadence, "labels": args.labels,

@@ -105,6 +105,11 @@ def test_cadence_accuracy_against_an_independent_count(twelve, tmp_path):
     nolab, _ = cadence_robustness("crts", twelve, tmp_path / "d", (0.6,), seed=5)
     assert nolab["accuracy"].isna().all()
     pd.testing.assert_series_equal(nolab["agreement"], table["agreement"])
+    # the answers on the full light curves handed in (as lcpipe robustness does): same table
+    measured = classify_variants("crts", [twelve], tmp_path / "m")[0]
+    again, _ = cadence_robustness("crts", twelve, tmp_path / "e", (0.6,), labels=labels,
+                                  seed=5, measured=measured)
+    pd.testing.assert_frame_equal(again, table)
 
 
 def test_cli_adversarial_tables(twelve, tmp_path, capsys):
