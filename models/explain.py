@@ -21,16 +21,13 @@ the robust-PCA grid with :func:`rebin_image`, applies the robust PCA's pixel tra
 correlates it (Pearson) with every class template ``b + c_i`` of
 :class:`pipeline.rpca_dmdt.DmDtRPCA`.
 
-:func:`activation_report` runs both on a fitted :class:`models.cnn.DmDtCNN` and writes a
-long Parquet table (one row per class, channel and bin, as the saliency tables), a PNG on
-the dm-dt axes and the correlation table. Keras is imported only when a network is used.
+The train flow's reports hold both (:mod:`models.interpret`: tables ``class_maps`` and
+``activation_check``). Keras is imported only when a network is used.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,11 +39,8 @@ from .representations import LOG_COUNT_SCALE
 
 __all__ = [
     "activation_maximisation",
-    "activation_report",
-    "activation_table",
     "class_scores",
     "count_image",
-    "plot_activation_maximisation",
     "rebin_image",
     "rebin_matrix",
     "template_correlation",
@@ -461,114 +455,3 @@ def template_correlation(
     out = pd.DataFrame(rows)
     out["rank_own"] = out["rank_own"].astype("Int64")
     return out
-
-
-# --------------------------------------------------------------------------- outputs
-
-
-def activation_table(images: np.ndarray, scores: np.ndarray, classes: Sequence[Any],
-                     meta: dict[str, Any], max_real_score: np.ndarray | None = None) -> Any:
-    """Long Arrow table: one row per (class, channel, dm bin, dt bin) with bin edges.
-
-    Columns ``class``, ``score``, ``max_real_score`` (NaN when not given), ``channel``,
-    ``dm_bin``, ``dt_bin``, ``dm_lo``, ``dm_hi`` [mag], ``dt_lo``, ``dt_hi`` [days],
-    ``activation`` (network-input units); the saliency tables' layout.
-    """
-    from .cnn_workflows import _long_maps
-
-    real = (np.full(len(scores), np.nan) if max_real_score is None
-            else np.asarray(max_real_score, dtype=np.float64))
-    return _long_maps(np.asarray(images), "class", np.asarray([str(c) for c in classes]), meta,
-                      {"score": np.asarray(scores, np.float64), "max_real_score": real},
-                      "activation")
-
-
-def plot_activation_maximisation(images: np.ndarray, scores: np.ndarray,
-                                 classes: Sequence[Any], meta: dict[str, Any],
-                                 path: str | os.PathLike[str]) -> Path:
-    """PNG: one row per class, one column per channel, on the dm-dt bin grid (mag, days)."""
-    from .cnn_workflows import plot_saliency
-
-    return plot_saliency(images, [f"{c} (score {s:.3g})" for c, s in zip(classes, scores,
-                                                                         strict=True)],
-                         meta["dm_edges"], meta["dt_edges"], meta["channels"], path)
-
-
-def activation_report(
-    est: Any,
-    X_ref: Any,
-    outdir: str | os.PathLike[str],
-    *,
-    y_ref: Any = None,
-    rpca: Any = None,
-    **kwargs: Any,
-) -> dict[str, Any]:
-    """Activation maximisation of every class of a network, written to ``outdir``.
-
-    Files: ``activation_maximisation.parquet`` (:func:`activation_table`),
-    ``activation_maximisation.png`` and, with ``rpca``,
-    ``activation_template_correlation.parquet`` (:func:`template_correlation`).
-
-    Parameters
-    ----------
-    est : models.cnn.DmDtCNN
-        Fitted network whose ``input_meta_`` has the edges and channels.
-    X_ref : array-like
-        Real network inputs (e.g. the training images).
-    outdir : path-like
-        Output folder.
-    y_ref : array-like, optional
-        Classes of ``X_ref``: ``max_real_score`` is then the highest score of a real image
-        of each class.
-    rpca : path-like or (DmDtRPCA, dict), optional
-        Saved robust-PCA model (:func:`pipeline.rpca_dmdt.load_rpca`, whose metadata holds
-        ``image_meta``), or a fitted model and its image metadata.
-    **kwargs
-        Passed to :func:`activation_maximisation`.
-
-    Returns
-    -------
-    dict
-        Per-class scores (and correlations) and the paths written.
-    """
-    from pipeline.io import write_parquet_atomic
-
-    classes = [str(c) for c in est.classes_]
-    meta = est.input_meta_
-    images, scores = activation_maximisation(est, X_ref, classes, **kwargs)
-    real = np.full(len(classes), np.nan)
-    if y_ref is not None:
-        y_ref = np.asarray(y_ref).astype(str)
-        ref_scores = class_scores(est, X_ref)
-        for k, c in enumerate(classes):
-            if np.any(y_ref == c):
-                real[k] = ref_scores[y_ref == c, k].max()
-    out = Path(outdir)
-    settings = {k: v for k, v in kwargs.items() if isinstance(v, int | float | str)}
-    paths = {"table": str(write_parquet_atomic(
-        activation_table(images, scores, classes, meta, real),
-        out / "activation_maximisation.parquet",
-        metadata={"lcpipe.activation_maximisation": {"settings": settings,
-                                                     "input_meta": meta}}))}
-    paths["figure"] = str(plot_activation_maximisation(images, scores, classes, meta,
-                                                       out / "activation_maximisation.png"))
-    summary: dict[str, Any] = {"classes": classes, "score": scores.tolist(),
-                               "max_real_score": real.tolist()}
-    if rpca is not None:
-        import pyarrow as pa
-
-        if isinstance(rpca, tuple):
-            model, image_meta = rpca
-        else:
-            from pipeline.rpca_dmdt import load_rpca
-
-            model, rmeta = load_rpca(rpca)
-            image_meta = rmeta["image_meta"]
-        corr = template_correlation(images, meta, model, image_meta, classes=classes)
-        paths["template_correlation"] = str(write_parquet_atomic(
-            pa.Table.from_pandas(corr, preserve_index=False),
-            out / "activation_template_correlation.parquet"))
-        summary["template_correlation"] = corr.astype(object).where(corr.notna(), None
-                                                                    ).to_dict("records")
-    summary["outputs"] = paths
-    return summary

@@ -20,7 +20,6 @@ from models.cnn import DmDtCNN
 from models.explain import (
     _Projection,
     activation_maximisation,
-    activation_report,
     class_scores,
     count_image,
     rebin_image,
@@ -255,28 +254,32 @@ def test_template_correlation_ranks_own_class_first_on_a_fitted_rpca(rng):
 # --------------------------------------------------------------------------- report
 
 
-def test_activation_report_files(fine_model, tmp_path, rng):
-    """Parquet long table (the saliency layout) holding the images and scores, the PNG, and
-    the correlation table when a robust PCA is given."""
+def test_activation_check_rows(fine_model, rng):
+    """The report's activation_check (models.interpret): each class's maximising score, the
+    best real score of that class recomputed here, and the template correlations of
+    template_correlation; the class_maps rows hold the maximising images cell by cell."""
+    from models.interpret import activation_check, class_map_rows
+
     clf, X, y = fine_model
     rpca = DmDtRPCA(1, 2, cv=None).fit(
         np.concatenate([_blob_counts(PAPER, 0.7, 0.1, rng, 10),
                         _blob_counts(PAPER, -1.7, 300.0, rng, 10)]), np.repeat(["a", "b"], 10))
     image_meta = {"dm_edges": PAPER.dm_edges, "dt_edges": PAPER.dt_edges, "bands": ["V"]}
-    s = activation_report(clf, X, tmp_path, y_ref=y, rpca=(rpca, image_meta), steps=20)
     images, scores = activation_maximisation(clf, X, steps=20)
-    tab = pd.read_parquet(tmp_path / "activation_maximisation.parquet")
-    assert len(tab) == 2 * 36 * 32 * 2
-    assert set(tab.columns) >= {"class", "score", "max_real_score", "channel", "dm_bin",
-                                "dt_bin", "dm_lo", "dm_hi", "dt_lo", "dt_hi", "activation"}
-    for k, c in enumerate(clf.classes_):
-        rows = tab[(tab["class"] == c) & (tab["channel"] == "V:log_count")]
+    check = activation_check(clf, images, scores, X, y, clf.input_meta_, (rpca, image_meta))
+    assert check["class"].tolist() == ["flat", "peak"]
+    np.testing.assert_allclose(check["score"], scores)
+    np.testing.assert_allclose(check["best_real_score"], _best_real(clf, X, y), rtol=1e-6)
+    assert (check["score"] > check["best_real_score"]).all()
+    corr = template_correlation(images, clf.input_meta_, rpca, image_meta,
+                                classes=["flat", "peak"])
+    pd.testing.assert_series_equal(check["correlation_best_other"], corr["correlation_best_other"])
+    assert check["rank_own"].isna().all()  # 'flat' and 'peak' have no template
+    none = activation_check(clf, images, scores, X, y, clf.input_meta_)
+    assert none["correlation_own"].isna().all() and none["rank_own"].isna().all()
+    rows = class_map_rows(images, "activation_max", ["flat", "peak"], clf.input_meta_)
+    for k, c in enumerate(["flat", "peak"]):
+        r = rows[(rows["class"] == c) & (rows["channel"] == "V:log_count")]
         grid = np.zeros((36, 32))
-        grid[rows["dm_bin"], rows["dt_bin"]] = rows["activation"]
+        grid[r["dm_index"], r["dt_index"]] = r["value"]
         np.testing.assert_array_equal(grid, images[k, ..., 1])
-        assert rows["score"].iloc[0] == pytest.approx(scores[k])
-    np.testing.assert_allclose(s["max_real_score"], _best_real(clf, X, y), rtol=1e-6)
-    assert (tmp_path / "activation_maximisation.png").stat().st_size > 0
-    corr = pd.read_parquet(tmp_path / "activation_template_correlation.parquet")
-    assert corr["class"].tolist() == ["flat", "peak"] and corr["rank_own"].isna().all()
-    assert set(corr["best_other_class"]) <= {"a", "b"}
