@@ -34,6 +34,7 @@ __all__ = [
     "fit_task",
     "reports_task",
     "explain_task",
+    "robustness_task",
     "ingest_cached",
     "classify_chunks",
 ]
@@ -201,6 +202,19 @@ def explain_task(report_dir: Path, run_id: str, paths: dict[str, str], split: st
 
     return write_explanation_reports(report_dir, run_id, paths, split, models, representation,
                                      seed=seed)
+
+
+@task(name="robustness", cache_policy=NO_CACHE)
+def robustness_task(report_dir: Path, run_id: str, bundle: str, chunks: list[str], split: str,
+                    workdir: Path, draws: int, seed: int, n_jobs: int) -> dict[str, float]:
+    """Robustness tables of the test part (:func:`models.robustness.split_robustness`)."""
+    from models.reporting import write_robustness_reports
+    from models.robustness import split_robustness
+
+    tables, seconds = split_robustness(bundle, chunks, split, workdir, k=draws, seed=seed,
+                                       n_jobs=n_jobs)
+    write_robustness_reports(report_dir, run_id, tables)
+    return seconds
 
 
 def ingest_cached(data: Path, cache: Path, settings: IngestSettings,

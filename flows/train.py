@@ -15,7 +15,9 @@ through the tasks of :mod:`flows.tasks`):
 5. reports (predictions, metrics, confusion, figures) appended to the report
    directory, with the per-class explanations (forest importances and feature statistics,
    CNN class maps and activation maximisation); the bundle (models refit on all labelled
-   objects by default); the ``runs`` row last; a Prefect markdown artifact with the comparison.
+   objects by default); with ``robustness_draws``, the robustness tables of the test part
+   (redrawn magnitudes, thinned cadence, adversarial flips; models fitted on the training part);
+   the ``runs`` row last; a Prefect markdown artifact with the comparison.
 """
 
 import datetime as _dt
@@ -50,6 +52,7 @@ from flows.tasks import (  # noqa: E402
     merge_features_task,
     merge_images_task,
     reports_task,
+    robustness_task,
     split_task,
     stack_task,
 )
@@ -196,7 +199,7 @@ def train(data: Path, labels: Path, output: Path,
 
     sp = pq.read_table(split).to_pandas()
     rep_name, arch = CNN_PRESETS[settings.cnn_preset]
-    bundle = write_bundle(output / "bundles" / run_id, models, {
+    info = {
         "run_id": run_id,
         "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "lcpipe_version": __version__,
@@ -217,9 +220,22 @@ def train(data: Path, labels: Path, output: Path,
         "test_scores": [{k: m[k] for k in ("model", "split", "accuracy", "balanced_accuracy",
                                            "f1", "log_loss", "support")}
                         for m in rep["overall"]],
-    })
+    }
+    bundle = write_bundle(output / "bundles" / run_id, models, info)
     watch.lap("bundle")
     written = load_bundle(bundle)
+    if settings.robustness_draws:  # on the test part, with models that never saw it
+        tested = bundle
+        if settings.refit:
+            evaluated_models = {k: evaluated[k]["model"] for k in models}
+            tested = write_bundle(work / "evaluated_bundle", evaluated_models,
+                                  {**info, "trained_on": "training part",
+                                   "n_objects": int((sp["split"] == "train").sum())})
+        robustness_task(report_dir, run_id, str(tested),
+                        [c for c in ing["chunks"] if c in ok_chunks], split,
+                        work / "robustness", settings.robustness_draws, settings.seed,
+                        settings.n_jobs)
+        watch.lap("robustness")
     write_run_row(report_dir, run_id, flow="train", status="completed", started=started,
                   parameters=params, input_data_hash=file_hash(data),
                   stage_seconds=watch.seconds, objects_in=int(ing["counts"]["objects_in"]),

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["package_versions", "git_commit", "write_evaluation_reports", "write_run_row"]
+__all__ = ["package_versions", "git_commit", "write_evaluation_reports", "write_run_row",
+           "ROBUSTNESS_TABLES", "write_robustness_reports"]
 
 _PACKAGES = ("lcpipe", "numpy", "pandas", "pyarrow", "scipy", "scikit-learn", "light-curve",
              "numba", "skops", "tensorflow", "keras", "prefect", "prefect-dask")
@@ -209,3 +210,43 @@ def write_run_row(report_dir: str | os.PathLike[str], run_id: str, *, flow: str,
                                                                       sort_keys=True),
     }
     return write_report_table(report_dir, "runs", run_id, pd.DataFrame([row]))
+
+
+#: Report tables of the robustness tests (:func:`models.robustness.robustness_tables`).
+ROBUSTNESS_TABLES: tuple[str, ...] = ("robustness_objects", "robustness_classes", "cadence",
+                                      "adversarial_objects", "adversarial_classes")
+
+
+def write_robustness_reports(report_dir: str | os.PathLike[str], run_id: str,
+                             tables: dict[str, pd.DataFrame]) -> list[Path]:
+    """Write the robustness tables of a run (:data:`ROBUSTNESS_TABLES`, those given).
+
+    Parameters
+    ----------
+    report_dir : path-like
+        Report directory.
+    run_id : str
+        The run.
+    tables : dict
+        Report-table name -> frame without ``run_id`` (as
+        :func:`models.robustness.robustness_tables` returns them).
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    from pipeline.errors import ConfigError
+    from pipeline.reports import table_schema, write_report_table
+
+    unknown = sorted(set(tables) - set(ROBUSTNESS_TABLES))
+    if unknown:
+        raise ConfigError(f"not robustness tables: {', '.join(unknown)}")
+    out = []
+    for name in ROBUSTNESS_TABLES:
+        if name not in tables:
+            continue
+        cols = table_schema(name).names
+        frame = tables[name].assign(run_id=run_id)
+        out.append(write_report_table(report_dir, name, run_id, frame[cols]))
+    return out

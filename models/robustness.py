@@ -34,7 +34,8 @@ import pandas as pd
 
 from pipeline.errors import ConfigError, InputError
 
-__all__ = ["error_robustness", "cadence_robustness", "perturbed", "classify_variants"]
+__all__ = ["error_robustness", "cadence_robustness", "perturbed", "classify_variants",
+           "stability_summary", "robustness_tables", "split_robustness", "SPLIT_CADENCE"]
 
 #: Objects per classification call (variants x objects): bounds the memory of one call
 #: (images of the CNN grid: ~9 kB per object and band).
@@ -170,13 +171,42 @@ def error_robustness(bundle_spec: str | os.PathLike[str], lcs: Any,
     per_object["stable_fraction"] = same / k
     per_object["probability_std"] = probs.std(axis=0)
     per_object["draws"] = k
-    per_class = (per_object.assign(all_stable=per_object["stable_fraction"] == 1.0)
-                 .groupby(["model", "predicted_class"], sort=True)
-                 .agg(objects=("object_id", "size"), stable_fraction=("stable_fraction", "mean"),
-                      all_stable=("all_stable", "mean"))
-                 .reset_index())
+    per_class = stability_summary(per_object)
     return per_object, per_class, {"seconds": round(time.perf_counter() - t0, 1),
                                    "objects": int(len(np.unique(lcs.object_id))), "k": k}
+
+
+def stability_summary(per_object: pd.DataFrame) -> pd.DataFrame:
+    """Per model and predicted class, then ``'__overall__'``: how stable the answers are.
+
+    Parameters
+    ----------
+    per_object : pandas.DataFrame
+        :func:`error_robustness`'s per-object table.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``model``, ``predicted_class`` (classes sorted, then
+        :data:`pipeline.reports.OVERALL` over all the model's objects), ``objects``,
+        ``stable_fraction`` (mean over the objects), ``all_stable`` (fraction of objects
+        whose class never changed) and ``probability_std`` (mean spread of the top
+        probability; NaN for a model without probabilities).
+    """
+    from pipeline.reports import OVERALL
+
+    rows = []
+    for model, g in per_object.groupby("model", sort=True):
+        groups = [(str(c), h) for c, h in g.groupby("predicted_class", sort=True)]
+        for name, h in [*groups, (OVERALL, g)]:
+            std = h["probability_std"].to_numpy(dtype=np.float64)
+            rows.append({"model": model, "predicted_class": name, "objects": int(len(h)),
+                         "stable_fraction": float(h["stable_fraction"].mean()),
+                         "all_stable": float((h["stable_fraction"] == 1.0).mean()),
+                         "probability_std": float(std.mean()) if np.isfinite(std).all()
+                         else np.nan})
+    return pd.DataFrame(rows, columns=["model", "predicted_class", "objects",
+                                       "stable_fraction", "all_stable", "probability_std"])
 
 
 def cadence_robustness(bundle_spec: str | os.PathLike[str], lcs: Any,
@@ -270,3 +300,126 @@ def cadence_robustness(bundle_spec: str | os.PathLike[str], lcs: Any,
     table = pd.DataFrame(rows).sort_values(["model", "fraction_kept"], ascending=[True, False])
     return table.reset_index(drop=True), {"seconds": round(time.perf_counter() - t0, 1),
                                          "objects": int(len(np.unique(lcs.object_id)))}
+
+
+def robustness_tables(bundle_spec: str | os.PathLike[str], lcs: Any,
+                      workdir: str | os.PathLike[str], k: int = 20, seed: int = 0,
+                      fractions: Sequence[float] | None = None,
+                      labels: pd.Series | None = None,
+                      adversarial: Sequence[str] = (), n_jobs: int = 1
+                      ) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
+    """Every robustness test of a bundle on some light curves, as report tables.
+
+    Parameters
+    ----------
+    bundle_spec : path-like or str
+        A bundle (:func:`models.bundle.resolve_bundle`).
+    lcs : pipeline.lightcurves.LightCurves
+        Clean light curves.
+    workdir : path-like
+        Scratch folder.
+    k : int
+        Redraws of the magnitudes (:func:`error_robustness`).
+    seed : int
+        Seed of the redraws, the thinning and the adversarial search.
+    fractions : sequence of float, optional
+        Fractions of points kept (:func:`cadence_robustness`); None: no cadence test.
+    labels : pandas.Series, optional
+        True class per object id: accuracy in the cadence table.
+    adversarial : sequence of str
+        Networks of the bundle to search adversarially (``'cnn'``, ``'hybrid'``;
+        :func:`models.adversarial.adversarial_check`).
+    n_jobs : int
+        Processes for the features.
+
+    Returns
+    -------
+    (dict, dict)
+        Tables by report-table name (``robustness_objects``, ``robustness_classes``, and
+        ``cadence``, ``adversarial_objects``, ``adversarial_classes`` when asked), each
+        with the columns of :func:`pipeline.reports.table_schema` but ``run_id``; and
+        seconds per test.
+    """
+    from pathlib import Path
+
+    wd = Path(workdir)
+    objects, classes, info = error_robustness(bundle_spec, lcs, wd / "errors", k=k, seed=seed,
+                                              n_jobs=n_jobs)
+    tables = {"robustness_objects": objects, "robustness_classes": classes}
+    seconds = {"errors": float(info["seconds"])}
+    if fractions:
+        from .bundle import load_bundle
+
+        tables["cadence"], cinfo = cadence_robustness(
+            bundle_spec, lcs, wd / "cadence", fractions, labels=labels, seed=seed,
+            min_points=load_bundle(bundle_spec).settings.min_points, n_jobs=n_jobs,
+            measured=objects)
+        seconds["cadence"] = float(cinfo["seconds"])
+    if adversarial:
+        from .adversarial import adversarial_check, flip_summary
+
+        t0 = time.perf_counter()
+        flips, summaries = [], []
+        for model in adversarial:
+            f = adversarial_check(bundle_spec, lcs, model=model, seed=seed, n_jobs=n_jobs)
+            flips.append(f.assign(model=model))
+            summaries.append(flip_summary(f).assign(model=model))
+        tables["adversarial_objects"] = pd.concat(flips, ignore_index=True)
+        tables["adversarial_classes"] = pd.concat(summaries, ignore_index=True)
+        seconds["adversarial"] = round(time.perf_counter() - t0, 1)
+    return tables, seconds
+
+
+#: Fractions of points kept by the train flow's cadence test.
+SPLIT_CADENCE: tuple[float, ...] = (0.9, 0.7, 0.5)
+
+
+def split_robustness(bundle_spec: str | os.PathLike[str],
+                     chunks: Sequence[str | os.PathLike[str]],
+                     split_path: str | os.PathLike[str], workdir: str | os.PathLike[str],
+                     k: int = 20, seed: int = 0, part: str = "test",
+                     fractions: Sequence[float] = SPLIT_CADENCE, n_jobs: int = 1
+                     ) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
+    """:func:`robustness_tables` on one part of a train run's split, with its labels.
+
+    Parameters
+    ----------
+    bundle_spec : path-like or str
+        A bundle whose models did not see ``part`` (the train flow's evaluated models).
+    chunks : sequence of path-like
+        The run's clean chunk files (lcpipe's own, sorted by object, band, t).
+    split_path : path-like
+        The run's split table (``object_id``, ``label``, ``split``).
+    workdir : path-like
+        Scratch folder.
+    k, seed, fractions, n_jobs
+        See :func:`robustness_tables`; every network of the bundle (CNN, hybrid) is also
+        searched adversarially.
+    part : str
+        Split part: ``'test'`` or ``'train'``.
+
+    Returns
+    -------
+    (dict, dict)
+        As :func:`robustness_tables`.
+    """
+    import pyarrow.parquet as pq
+
+    from pipeline.lightcurves import LightCurves
+
+    from .bundle import load_bundle
+
+    split = pq.read_table(split_path, columns=["object_id", "label", "split"]).to_pandas()
+    split = split[split["split"] == part]
+    if split.empty:
+        raise InputError(split_path, f"no object in the {part!r} part of the split")
+    ids = split["object_id"].astype(str).tolist()
+    frames = [pq.read_table(c, filters=[("object_id", "in", ids)]).to_pandas() for c in chunks]
+    cols = ["object_id", "band", "t", "mag", "mag_err"]
+    frame = pd.concat([f[cols].astype({"object_id": str, "band": str}) for f in frames],
+                      ignore_index=True)
+    lcs = LightCurves.from_frame(frame, source=f"{part} part of {split_path}")
+    labels = pd.Series(split["label"].astype(str).to_numpy(), index=ids)
+    networks = [m for m in ("cnn", "hybrid") if m in load_bundle(bundle_spec).models]
+    return robustness_tables(bundle_spec, lcs, workdir, k=k, seed=seed, fractions=fractions,
+                             labels=labels, adversarial=networks, n_jobs=n_jobs)

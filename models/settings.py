@@ -78,6 +78,11 @@ class TrainSettings(IngestSettings):
     explain: bool = Field(True, description="write the per-class explanations: the forest's "
                           "permutation importances and class feature statistics, the CNN's "
                           "class activation, saliency and activation-maximisation maps")
+    robustness_draws: int = Field(0, ge=0, description="redraw the test part's magnitudes "
+                                  "from their error bars this many times and report how "
+                                  "stable each model is, with the accuracy of thinned light "
+                                  "curves and the networks' adversarial flip sizes "
+                                  "(models.robustness; 0: off)")
     rpca_rank_background: int = Field(1, ge=1, description="rank of the survey background")
     rpca_rank_class: int = Field(5, ge=1, description="rank of each class background")
 

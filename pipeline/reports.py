@@ -38,6 +38,7 @@ from .errors import ConfigError, InputError
 from .io import atomic_path, write_parquet_atomic
 
 __all__ = [
+    "OVERALL",
     "REPORT_SCHEMA_VERSION",
     "METADATA_KEY",
     "TABLES",
@@ -50,15 +51,19 @@ __all__ = [
     "plot_confusion",
     "plot_reliability",
     "comparison_markdown",
+    "robustness_markdown",
 ]
 
-REPORT_SCHEMA_VERSION = "1.2"
+REPORT_SCHEMA_VERSION = "1.3"
 METADATA_KEY = "lcpipe.report"
 TABLES: tuple[str, ...] = ("runs", "metrics", "confusion", "predictions", "calibration",
                           "coverage", "importances", "class_features", "class_maps",
-                          "activation_check")
+                          "activation_check", "robustness_objects", "robustness_classes",
+                          "cadence", "adversarial_objects", "adversarial_classes")
 
-_OVERALL = "__overall__"
+#: ``class`` / ``predicted_class`` of the rows that summarise every class
+OVERALL = "__overall__"
+_OVERALL = OVERALL
 _SPLITS: tuple[str, ...] = ("train", "cv", "test")
 _STATUSES: tuple[str, ...] = ("completed", "failed")
 _PROB_PREFIX = "prob_"
@@ -189,6 +194,59 @@ _FIELDS: dict[str, tuple[tuple[str, pa.DataType, bool], ...]] = {
         ("best_other_class", pa.string(), True),
         ("correlation_best_other", pa.float64(), True),
         ("rank_own", pa.int64(), True),
+    ),
+    "robustness_objects": (  # 1.3
+        ("run_id", pa.string(), False),
+        ("model", pa.string(), False),
+        ("object_id", pa.string(), False),
+        ("predicted_class", pa.string(), False),
+        ("probability", pa.float64(), True),
+        ("stable_fraction", pa.float64(), False),
+        ("probability_std", pa.float64(), True),
+        ("draws", pa.int64(), False),
+    ),
+    "robustness_classes": (  # 1.3
+        ("run_id", pa.string(), False),
+        ("model", pa.string(), False),
+        ("predicted_class", pa.string(), False),
+        ("objects", pa.int64(), False),
+        ("stable_fraction", pa.float64(), False),
+        ("all_stable", pa.float64(), False),
+        ("probability_std", pa.float64(), True),
+    ),
+    "cadence": (  # 1.3
+        ("run_id", pa.string(), False),
+        ("model", pa.string(), False),
+        ("fraction_kept", pa.float64(), False),
+        ("points_kept", pa.float64(), False),
+        ("objects", pa.int64(), False),
+        ("labelled", pa.int64(), False),
+        ("accuracy", pa.float64(), True),
+        ("balanced_accuracy", pa.float64(), True),
+        ("agreement", pa.float64(), False),
+    ),
+    "adversarial_objects": (  # 1.3
+        ("run_id", pa.string(), False),
+        ("model", pa.string(), False),
+        ("object_id", pa.string(), False),
+        ("predicted_class", pa.string(), False),
+        ("probability", pa.float64(), False),
+        ("margin", pa.float64(), False),
+        ("flip_sigma", pa.float64(), True),
+        ("flipped_to", pa.string(), True),
+        ("flip_probability", pa.float64(), True),
+        ("points_moved", pa.int64(), False),
+        ("within_1_sigma", pa.bool_(), False),
+        ("candidates_tried", pa.int64(), False),
+    ),
+    "adversarial_classes": (  # 1.3
+        ("run_id", pa.string(), False),
+        ("model", pa.string(), False),
+        ("predicted_class", pa.string(), False),
+        ("objects", pa.int64(), False),
+        ("median_flip_sigma", pa.float64(), True),
+        ("within_1_sigma", pa.float64(), True),
+        ("never_flipped", pa.float64(), True),
     ),
 }
 #: kinds of the class_maps table
@@ -647,6 +705,85 @@ def comparison_markdown(report_dir: str | os.PathLike[str], run_id: str | None =
                   _fmt(r.accuracy)] for r in rows.itertuples(index=False)],
                 n_text=1,
             )
+    if _has_table(report_dir, "robustness_classes", run_id):
+        lines += ["", robustness_markdown(report_dir, run_id).rstrip("\n")]
+    return "\n".join(lines) + "\n"
+
+
+def robustness_markdown(report_dir: str | os.PathLike[str], run_id: str) -> str:
+    """Summarise one run's robustness tables as Markdown.
+
+    Parameters
+    ----------
+    report_dir : path-like
+        Report directory.
+    run_id : str
+        A run with a ``robustness_classes`` table.
+
+    Returns
+    -------
+    str
+        Per model: the mean fraction of redraws that keep the class, the fraction of
+        objects that never change and the mean spread of the top probability; the
+        per-class fractions kept (one column per model); when present, the accuracy (or
+        agreement with the full light curves) against the fraction of points kept, and the
+        adversarial flip sizes (3 decimals, ``-`` for null).
+
+    Raises
+    ------
+    InputError
+        No robustness tables for ``run_id``.
+    """
+    cls = read_report(report_dir, "robustness_classes", run_id)
+    draws = read_report(report_dir, "robustness_objects", run_id)["draws"]
+    k = int(draws.iloc[0]) if len(draws) else 0
+    overall = cls[cls["predicted_class"] == OVERALL].sort_values("model", kind="stable")
+    lines = [f"### Stability under {k} redraws of the magnitudes from their error bars", ""]
+    lines += _markdown_table(
+        ["model", "objects", "class kept (mean)", "never changes", "top-probability spread"],
+        [[r.model, _fmt_int(r.objects), _fmt(r.stable_fraction), _fmt(r.all_stable),
+          _fmt(r.probability_std)] for r in overall.itertuples(index=False)],
+        n_text=1,
+    )
+    per = cls[cls["predicted_class"] != OVERALL]
+    models = list(overall["model"])
+    kept = dict(zip(zip(per["model"], per["predicted_class"], strict=True),
+                    per["stable_fraction"], strict=True))
+    lines += ["", "Fraction of the redraws that keep the class, per predicted class:", ""]
+    lines += _markdown_table(
+        ["predicted class", *models],
+        [[c, *(_fmt(kept.get((m, c))) for m in models)]
+         for c in sorted(set(per["predicted_class"]))],
+        n_text=1,
+    )
+    if _has_table(report_dir, "cadence", run_id):
+        cad = read_report(report_dir, "cadence", run_id)
+        labelled = bool((cad["labelled"] > 0).any())
+        col = "accuracy" if labelled else "agreement"
+        val = dict(zip(zip(cad["model"], cad["fraction_kept"], strict=True), cad[col],
+                       strict=True))
+        pts = cad.groupby("fraction_kept")["points_kept"].first()
+        c_models = sorted(set(cad["model"]))
+        lines += ["", f"### {'Accuracy' if labelled else 'Agreement with the full light curves'}"
+                  " against the fraction of points kept", ""]
+        lines += _markdown_table(
+            ["fraction kept", "points kept", *c_models],
+            [[_fmt(f), _fmt(pts[f]), *(_fmt(val.get((m, f))) for m in c_models)]
+             for f in sorted(pts.index, reverse=True)],
+            n_text=0,
+        )
+    if _has_table(report_dir, "adversarial_classes", run_id):
+        adv = read_report(report_dir, "adversarial_classes", run_id)
+        adv = adv[adv["predicted_class"] == OVERALL].sort_values("model", kind="stable")
+        lines += ["", "### Adversarial check: smallest change [sigma] found to flip the class",
+                  ""]
+        lines += _markdown_table(
+            ["model", "objects", "median flip (sigma)", "flip within 1 sigma",
+             "never flipped"],
+            [[r.model, _fmt_int(r.objects), _fmt(r.median_flip_sigma), _fmt(r.within_1_sigma),
+              _fmt(r.never_flipped)] for r in adv.itertuples(index=False)],
+            n_text=1,
+        )
     return "\n".join(lines) + "\n"
 
 

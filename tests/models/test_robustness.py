@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -54,9 +56,21 @@ def test_negligible_errors_keep_every_answer_and_large_ones_do_not(twelve, tmp_p
     forest = noisy[noisy["model"] == "forest"]
     assert forest["stable_fraction"].mean() < 1.0
     assert set(noisy["stable_fraction"]) <= {0.0, 0.5, 1.0}
-    ref = noisy.groupby(["model", "predicted_class"])["stable_fraction"].mean()
-    got = classes.set_index(["model", "predicted_class"])["stable_fraction"]
-    pd.testing.assert_series_equal(got.sort_index(), ref.sort_index(), check_names=False)
+    per_class = classes[classes["predicted_class"] != "__overall__"]
+    for col, how in (("stable_fraction", "mean"), ("probability_std", "mean")):
+        ref = noisy.groupby(["model", "predicted_class"])[col].agg(how)
+        got = per_class.set_index(["model", "predicted_class"])[col]
+        pd.testing.assert_series_equal(got.sort_index(), ref.sort_index(), check_names=False)
+    # one '__overall__' row per model, last, over all its objects
+    for model, g in classes.groupby("model"):
+        objs_m = noisy[noisy["model"] == model]
+        last = g.iloc[-1]
+        assert last["predicted_class"] == "__overall__" and last["objects"] == 12
+        assert last["stable_fraction"] == pytest.approx(objs_m["stable_fraction"].mean())
+        assert last["all_stable"] == pytest.approx((objs_m["stable_fraction"] == 1).mean())
+        assert g.iloc[:-1]["objects"].sum() == 12
+    rpca = classes[classes["model"] == "rpca_nearest"]
+    assert rpca["probability_std"].isna().all()  # no probabilities: no spread
 
 
 def test_batched_variants_equal_one_call_each(twelve, tmp_path):
@@ -112,27 +126,51 @@ def test_cadence_accuracy_against_an_independent_count(twelve, tmp_path):
     pd.testing.assert_frame_equal(again, table)
 
 
-def test_cli_adversarial_tables(twelve, tmp_path, capsys):
-    """lcpipe robustness --adversarial: the per-object flip table of the bundle's CNN and
-    its per-class summary, whose 'all' row is recomputed here from the objects."""
+def test_cli_writes_a_report_run(twelve, tmp_path, capsys):
+    """lcpipe robustness writes one run into a report folder: its runs row (flow
+    'robustness', the bundle's model hashes), the per-object and per-class stability tables,
+    the cadence table and the CNN's adversarial tables, read back by DuckDB the way a user
+    would; the per-class adversarial '__overall__' row is recomputed from the objects; a
+    second run is appended beside the first."""
+    import duckdb
     import pyarrow.parquet as pq
 
     from flows.cli import main
+    from models.bundle import load_bundle
+    from pipeline.reports import list_runs, read_report
     from pipeline.validate import series_to_arrow
 
     data = tmp_path / "twelve.parquet"
     pq.write_table(series_to_arrow(twelve), data)
     out = tmp_path / "rob"
-    assert main(["robustness", str(data), "--model", "crts", "-o", str(out), "-k", "1",
-                 "--adversarial"]) == 0
-    flips = pd.read_parquet(out / "robustness_adversarial.parquet")
-    summary = pd.read_parquet(out / "robustness_adversarial_classes.parquet")
+    assert main(["robustness", str(data), "--model", "crts", "-o", str(out), "-k", "2",
+                 "--adversarial", "--cadence", "0.6", "--run-id", "rob1"]) == 0
+    printed = capsys.readouterr().out
+    assert "Stability under 2 redraws" in printed and "Adversarial check" in printed
+    runs = list_runs(out)
+    assert list(runs["run_id"]) == ["rob1"] and runs["flow"].iloc[0] == "robustness"
+    assert set(json.loads(runs["model_hashes"].iloc[0])) == set(load_bundle("crts").models)
+    assert runs["objects_classified"].iloc[0] == 12
+    objs = read_report(out, "robustness_objects", "rob1")
+    assert len(objs) == 12 * objs["model"].nunique() and (objs["draws"] == 2).all()
+    flips = read_report(out, "adversarial_objects", "rob1")
     assert sorted(flips["object_id"]) == sorted(np.unique(twelve.object_id))
-    cnn = pd.read_parquet(out / "robustness_objects.parquet").query("model == 'cnn'")
+    assert set(flips["model"]) == {"cnn"}
+    cnn = objs.query("model == 'cnn'")
     assert (flips.set_index("object_id")["predicted_class"].sort_index()
             == cnn.set_index("object_id")["predicted_class"].sort_index()).all()
-    row = summary[summary["predicted_class"] == "all"].iloc[0]
-    v = np.where(flips["flip_sigma"].isna(), np.inf, flips["flip_sigma"])
+    summary = duckdb.sql(
+        f"SELECT * FROM read_parquet('{out}/adversarial_classes/*/*.parquet', "
+        "hive_partitioning = true) WHERE predicted_class = '__overall__'").df()
+    row = summary.iloc[0]
+    assert row["run_id"] == "rob1" and row["model"] == "cnn"
+    v = np.where(flips["flip_sigma"].isna(), np.inf, flips["flip_sigma"].astype(float))
     assert row["objects"] == 12 and row["median_flip_sigma"] == np.median(v)
     assert row["within_1_sigma"] == pytest.approx((flips["flip_sigma"] <= 1).mean())
-    assert "median flip size" in capsys.readouterr().out
+    cad = read_report(out, "cadence", "rob1")
+    assert sorted(set(cad["fraction_kept"])) == [0.6, 1.0]
+    assert (cad.loc[cad["fraction_kept"] == 1.0, "agreement"] == 1.0).all()
+    assert main(["robustness", str(data), "--model", "crts", "-o", str(out), "-k", "1",
+                 "--run-id", "rob2"]) == 0
+    assert list(list_runs(out)["run_id"]) == ["rob1", "rob2"]
+    assert set(read_report(out, "robustness_classes")["run_id"]) == {"rob1", "rob2"}

@@ -27,6 +27,7 @@ from pipeline.reports import (
     REPORT_SCHEMA_VERSION,
     TABLES,
     comparison_markdown,
+    robustness_markdown,
     figure_path,
     latest_run_id,
     list_runs,
@@ -204,6 +205,50 @@ def activation_check_frame(run_id: str) -> pd.DataFrame:
                               correlation_best_other=0.3, rank_own=1)])
 
 
+# robustness tables (1.3), train-a only: (model, object) -> (class, probability,
+# stable_fraction, probability_std) with 2 redraws; the summaries are worked out by hand
+ROBUST = {("forest", "o1"): ("EA", 0.9, 1.0, 0.01), ("forest", "o2"): ("EA", 0.8, 0.5, 0.1),
+          ("forest", "o3"): ("EW", 0.7, 1.0, 0.05),
+          ("rpca_nearest", "o1"): ("EA", None, 1.0, None),
+          ("rpca_nearest", "o2"): ("EW", None, 0.0, None),
+          ("rpca_nearest", "o3"): ("EW", None, 0.5, None)}
+
+
+def robustness_frames(run_id: str) -> dict[str, pd.DataFrame]:
+    objects = pd.DataFrame([dict(run_id=run_id, model=m, object_id=o, predicted_class=c,
+                                 probability=p, stable_fraction=f, probability_std=sd, draws=2)
+                            for (m, o), (c, p, f, sd) in ROBUST.items()])
+    classes = pd.DataFrame(
+        [dict(run_id=run_id, model=m, predicted_class=c, objects=n, stable_fraction=f,
+              all_stable=a, probability_std=sd)
+         for m, c, n, f, a, sd in [("forest", "EA", 2, 0.75, 0.5, 0.055),
+                                   ("forest", "EW", 1, 1.0, 1.0, 0.05),
+                                   ("forest", "__overall__", 3, 2.5 / 3, 2 / 3, 0.16 / 3),
+                                   ("rpca_nearest", "EA", 1, 1.0, 1.0, None),
+                                   ("rpca_nearest", "EW", 2, 0.25, 0.0, None),
+                                   ("rpca_nearest", "__overall__", 3, 0.5, 1 / 3, None)]])
+    cadence = pd.DataFrame(
+        [dict(run_id=run_id, model=m, fraction_kept=f, points_kept=k, objects=3, labelled=3,
+              accuracy=a, balanced_accuracy=a, agreement=g)
+         for m, f, k, a, g in [("forest", 1.0, 1.0, 2 / 3, 1.0), ("forest", 0.5, 0.55, 1 / 3, 0.5),
+                               ("rpca_nearest", 1.0, 1.0, 1 / 3, 1.0),
+                               ("rpca_nearest", 0.5, 0.55, 1 / 3, 2 / 3)]])
+    flips = pd.DataFrame(
+        [dict(run_id=run_id, model="cnn", object_id=o, predicted_class=c, probability=0.8,
+              margin=0.6, flip_sigma=f, flipped_to=t, flip_probability=None if f is None else 0.5,
+              points_moved=0 if f is None else 3, within_1_sigma=f is not None and f <= 1,
+              candidates_tried=64)
+         for o, c, f, t in [("o1", "EA", 0.3, "EW"), ("o2", "EA", None, None),
+                            ("o3", "EW", 2.0, "EA")]])
+    flip_classes = pd.DataFrame(
+        [dict(run_id=run_id, model="cnn", predicted_class=c, objects=n, median_flip_sigma=m,
+              within_1_sigma=w, never_flipped=v)
+         for c, n, m, w, v in [("EA", 2, np.inf, 0.5, 0.5), ("EW", 1, 2.0, 0.0, 0.0),
+                               ("__overall__", 3, 2.0, 1 / 3, 1 / 3)]])
+    return {"robustness_objects": objects, "robustness_classes": classes, "cadence": cadence,
+            "adversarial_objects": flips, "adversarial_classes": flip_classes}
+
+
 def runs_frame(run_id: str) -> pd.DataFrame:
     started = pd.Timestamp(STARTED[run_id], tz="UTC")
     return pd.DataFrame([dict(
@@ -230,6 +275,9 @@ def write_run(report_dir: Path, run_id: str) -> None:
     write_report_table(report_dir, "class_features", run_id, class_features_frame(run_id))
     write_report_table(report_dir, "class_maps", run_id, class_maps_frame(run_id))
     write_report_table(report_dir, "activation_check", run_id, activation_check_frame(run_id))
+    if run_id == "train-a":
+        for table, frame in robustness_frames(run_id).items():
+            write_report_table(report_dir, table, run_id, frame)
     if run_id in PREDICTED:
         write_report_table(report_dir, "predictions", run_id, predictions_frame(run_id),
                            classes=CLASSES[run_id])
@@ -582,6 +630,73 @@ def test_comparison_markdown(report):
     assert "| EA | 0.800 | 0.600 |" in older
 
 
+ROBUSTNESS_MARKDOWN = """\
+### Stability under 2 redraws of the magnitudes from their error bars
+
+| model | objects | class kept (mean) | never changes | top-probability spread |
+| --- | ---: | ---: | ---: | ---: |
+| forest | 3 | 0.833 | 0.667 | 0.053 |
+| rpca_nearest | 3 | 0.500 | 0.333 | - |
+
+Fraction of the redraws that keep the class, per predicted class:
+
+| predicted class | forest | rpca_nearest |
+| --- | ---: | ---: |
+| EA | 0.750 | 1.000 |
+| EW | 1.000 | 0.250 |
+
+### Accuracy against the fraction of points kept
+
+| fraction kept | points kept | forest | rpca_nearest |
+| ---: | ---: | ---: | ---: |
+| 1.000 | 1.000 | 0.667 | 0.333 |
+| 0.500 | 0.550 | 0.333 | 0.333 |
+
+### Adversarial check: smallest change [sigma] found to flip the class
+
+| model | objects | median flip (sigma) | flip within 1 sigma | never flipped |
+| --- | ---: | ---: | ---: | ---: |
+| cnn | 3 | 2.000 | 0.333 | 0.333 |
+"""
+
+
+def test_robustness_markdown(report, tmp_path):
+    """The robustness section, worked out by hand from the tables; it follows the model
+    comparison of a run that has it; a run without robustness tables is an input error;
+    without labels the cadence table shows the agreement."""
+    assert robustness_markdown(report, "train-a") == ROBUSTNESS_MARKDOWN
+    text = comparison_markdown(report, "train-a")
+    assert text.endswith("\n" + ROBUSTNESS_MARKDOWN)
+    assert "Stability under" not in comparison_markdown(report, "train-b")
+    with pytest.raises(InputError, match="robustness_classes"):
+        robustness_markdown(report, "train-b")
+    frames = robustness_frames("rob-x")
+    frames["cadence"] = frames["cadence"].assign(labelled=0, accuracy=None,
+                                                 balanced_accuracy=None)
+    for table in ("robustness_objects", "robustness_classes", "cadence"):
+        write_report_table(tmp_path, table, "rob-x", frames[table])
+    text = robustness_markdown(tmp_path, "rob-x")
+    assert "### Agreement with the full light curves against the fraction of points kept" in text
+    assert "| 0.500 | 0.550 | 0.500 | 0.667 |" in text and "Adversarial" not in text
+
+
+def test_docs_query_robustness(tmp_path):
+    """The documented query: the latest completed robustness run's per-class stability."""
+    for run_id, started in (("rob-old", "2026-01-01"), ("rob-new", "2026-02-01")):
+        for table, frame in robustness_frames(run_id).items():
+            write_report_table(tmp_path, table, run_id, frame)
+        runs = runs_frame("train-a").assign(run_id=run_id, flow="robustness",
+                                            started_utc=pd.Timestamp(started, tz="UTC"))
+        write_report_table(tmp_path, "runs", run_id, runs)
+    classes = robustness_frames("x")["robustness_classes"]
+    write_report_table(tmp_path, "robustness_classes", "rob-old",
+                       classes.assign(run_id="rob-old", stable_fraction=0.0))
+    rows = _sql(QUERY_ROBUSTNESS, tmp_path)
+    assert rows[:3] == [("EA", "rpca_nearest", 1, 1.0, 1.0), ("EA", "forest", 2, 0.75, 0.5),
+                        ("EW", "forest", 1, 1.0, 1.0)]
+    assert rows[-2][:2] == ("__overall__", "forest") and len(rows) == 6
+
+
 def test_comparison_markdown_first_split_without_test(tmp_path):
     frame = metrics_frame("train-a")
     write_report_table(tmp_path, "metrics", "train-a", frame[frame["split"] == "cv"])
@@ -685,6 +800,16 @@ print(accuracy)
 """
 
 
+QUERY_ROBUSTNESS = """
+SELECT predicted_class, model, objects, stable_fraction, all_stable
+FROM read_parquet('REPORT_DIR/robustness_classes/*/*.parquet', hive_partitioning = true)
+WHERE run_id = (SELECT run_id FROM read_parquet('REPORT_DIR/runs/*/*.parquet', hive_partitioning = true)
+                WHERE flow = 'robustness' AND status = 'completed'
+                ORDER BY started_utc DESC LIMIT 1)
+ORDER BY predicted_class, stable_fraction DESC;
+"""
+
+
 def _sql(query: str, report: Path) -> list[tuple]:
     return duckdb.sql(query.replace("REPORT_DIR", str(report))).fetchall()
 
@@ -697,7 +822,7 @@ def test_docs_contain_the_tested_examples():
     doc = DOCS.read_text()
     blocks = [_normalise(b) for b in re.findall(r"```(?:sql|python)\n(.*?)```", doc, re.S)]
     for example in (QUERY_COMPARISON, QUERY_BEST_PER_CLASS, QUERY_DISAGREEMENTS, QUERY_TREND,
-                    PANDAS_EXAMPLE):
+                    PANDAS_EXAMPLE, QUERY_ROBUSTNESS):
         assert _normalise(example) in blocks, example[:60]
     assert REPORT_SCHEMA_VERSION in doc
     for table in TABLES:  # every column is documented
