@@ -24,19 +24,32 @@ bars, so the flip size is an **upper bound** on the smallest change, in the L-in
 in units of the error bars, that flips the answer; NaN when no candidate up to the largest
 ``eps`` flips it (which proves nothing: a larger search could still find one).
 
+Networks searched: the image-only CNN (:class:`models.cnn.DmDtCNN`) and the hybrid network
+(:class:`models.hybrid.HybridCNN`). A changed magnitude changes both the dm-dt image and the
+light-curve features, so for the hybrid every candidate's features are **recomputed** from
+its perturbed light curve (``features=``, a callable ``LightCurves -> feature table``;
+:func:`classify_features` computes them as ``lcpipe classify`` does), never held at the
+measured values. That is the cost of the hybrid search: features run at ~150 light curves
+(series) per second per process on CRTS-like curves (~300 points; shorter ones faster),
+against milliseconds for the images, so each ``eps`` step costs an object
+``tries * rounds`` (default 64) candidate series per band, ~0.4 s per band and process; an
+object that never flips goes through the whole grid, ~9 x 64 = 576 series, ~4 s per band and
+process (an image-only search: a few ms).
+
 What it does not say: that no smaller change flips the answer (it is a random and greedy
 search on a grid, not a certificate), anything about changes to the times, the cadence or
-the error bars themselves (only magnitudes move), or anything about other models of a bundle
-(only the CNN's images are searched). Candidates are seeded per object
-(``numpy.random.default_rng([seed, object index])``), so the result depends neither on the
-batch size nor on the other objects.
+the error bars themselves (only magnitudes move), or anything about the models of a bundle
+that are not networks (the forest, the robust PCA and the stack are not searched).
+Candidates are seeded per object (``numpy.random.default_rng([seed, object index])``), so
+the result depends neither on the batch size nor on the other objects.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -44,6 +57,7 @@ import pandas as pd
 
 from pipeline.errors import ConfigError, InputError
 from pipeline.lightcurves import LightCurves
+from pipeline.reports import OVERALL
 
 from .representations import Representation, get_representation, images_to_inputs
 
@@ -52,11 +66,15 @@ __all__ = [
     "DEFAULT_EPS",
     "FlipSearch",
     "adversarial_check",
+    "classify_features",
     "flip_search",
     "flip_sizes",
     "flip_summary",
     "median_flip_size",
 ]
+
+#: A feature extractor: light curves -> feature table (one row per object, ``object_id``).
+FeatureFn = Callable[[LightCurves], pd.DataFrame]
 
 #: Default grid of perturbation sizes [units of each point's error bar].
 DEFAULT_EPS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
@@ -132,20 +150,43 @@ def _check_int(name: str, value: Any, minimum: int = 1) -> int:
     return int(value)
 
 
-def _model_inputs(model: Any) -> tuple[Representation, list[str]]:
-    """The representation and bands a fitted model's inputs are made with."""
+@dataclass(frozen=True)
+class _Spec:
+    """How a model's inputs are made from light curves."""
+
+    rep: Representation
+    bands: list[str]
+    feature_names: list[str] | None = None
+    feature_set_version: str | None = None
+    features: FeatureFn | None = None
+
+
+def _model_inputs(model: Any, features: FeatureFn | None = None) -> _Spec:
+    """The representation, bands and (hybrid) features a fitted model's inputs need."""
     if not hasattr(model, "predict_proba") or not hasattr(model, "classes_"):
         raise ConfigError("the model must be a fitted classifier of network inputs "
                           "(predict_proba, classes_), e.g. a fitted models.cnn.DmDtCNN")
     meta = getattr(model, "input_meta_", None) or {}
-    if meta.get("feature_names"):
-        raise ConfigError("the model also takes light-curve features (a hybrid network); the "
-                          "search recomputes dm-dt images only, not features")
+    names = meta.get("feature_names")
+    if names and features is None:
+        raise ConfigError("the model also takes light-curve features (a hybrid network): "
+                          "pass features=, a callable LightCurves -> feature table that the "
+                          "search calls on every candidate light curve (e.g. "
+                          "models.adversarial.classify_features(bands))")
+    if not names and features is not None:
+        raise ConfigError("the model takes no light-curve features (an image-only network): "
+                          "features= would not be used; leave it out")
+    if features is not None and not callable(features):
+        raise ConfigError(f"features must be a callable LightCurves -> feature table, got "
+                          f"{features!r}")
     preset, bands = meta.get("preset"), meta.get("bands")
     if preset is None or not bands:
         raise ConfigError("the model's input_meta_ names no representation ('preset') or "
                           "no bands: cannot make its inputs from light curves")
-    return get_representation(preset), [str(b) for b in bands]
+    version = meta.get("feature_set_version")
+    return _Spec(get_representation(preset), [str(b) for b in bands],
+                 [str(c) for c in names] if names else None,
+                 None if version is None else str(version), features)
 
 
 def _objects(lcs: LightCurves) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -224,21 +265,61 @@ class _Batch:
         self.series_per_copy.append(len(series))
         self.n_copies.append(k)
 
-    def inputs(self, rep: Representation, bands: list[str]) -> np.ndarray:
-        """Network inputs of every copy, in the order added (float32)."""
-        from pipeline.dmdt import compute_dmdt
-
+    def lightcurves(self) -> LightCurves:
+        """Every copy, in the order added, as light curves with object id = copy index."""
         per_copy = np.repeat(np.asarray(self.series_per_copy, dtype=np.int64),
                              np.asarray(self.n_copies, dtype=np.int64))
         copy_id = np.repeat(np.arange(len(per_copy), dtype=np.int64), per_copy)
         lengths = np.concatenate([p[1] for p in self.parts])
-        batch = LightCurves(object_id=copy_id, band=np.concatenate([p[0] for p in self.parts]),
-                            offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                            t=np.concatenate([p[2] for p in self.parts]),
-                            mag=np.concatenate([p[3] for p in self.parts]),
-                            mag_err=np.concatenate([p[4] for p in self.parts]))
-        X, _ = images_to_inputs(compute_dmdt(batch, rep.bins, norm="counts", bands=bands), rep)
-        return X
+        return LightCurves(object_id=copy_id, band=np.concatenate([p[0] for p in self.parts]),
+                           offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                           t=np.concatenate([p[2] for p in self.parts]),
+                           mag=np.concatenate([p[3] for p in self.parts]),
+                           mag_err=np.concatenate([p[4] for p in self.parts]))
+
+    def inputs(self, spec: _Spec) -> Any:
+        """Network inputs of every copy, in the order added: float32 images, or for a
+        hybrid network the dict of images and recomputed features
+        (:func:`models.hybrid.hybrid_inputs`)."""
+        from pipeline.dmdt import compute_dmdt
+
+        batch = self.lightcurves()
+        X, _ = images_to_inputs(compute_dmdt(batch, spec.rep.bins, norm="counts",
+                                             bands=spec.bands), spec.rep)
+        if spec.features is None:
+            return X
+        from .hybrid import hybrid_inputs
+
+        return hybrid_inputs(X, _feature_rows(spec, batch, int(sum(self.n_copies))))
+
+
+def _feature_rows(spec: _Spec, batch: LightCurves, n: int) -> np.ndarray:
+    """The model's feature columns for copies ``0 .. n-1`` of ``batch``, in copy order."""
+    from .forest_files import check_feature_table
+    from .training import _rows_of
+
+    assert spec.features is not None and spec.feature_names is not None
+    source = "<features of the candidate light curves>"
+    frame = spec.features(batch)
+    if not isinstance(frame, pd.DataFrame) or "object_id" not in frame.columns:
+        raise ConfigError("the features callable must return a pandas.DataFrame with an "
+                          f"object_id column, got {type(frame).__name__}")
+    got = frame.attrs.get("feature_set_version")
+    if spec.feature_set_version is not None and got is None:
+        raise ConfigError("the features callable's table states no feature-set version "
+                          "(frame.attrs['feature_set_version'], as features.api."
+                          "extract_features sets it); the model was trained on version "
+                          f"{spec.feature_set_version!r}")
+    F = check_feature_table({"feature_set_version": got if spec.feature_set_version else None},
+                            frame, {"feature_names": spec.feature_names,
+                                    "feature_set_version": spec.feature_set_version},
+                            source, "the model")
+    ids = frame["object_id"].astype(str).str.strip().to_numpy()
+    if pd.Index(ids).has_duplicates:
+        raise InputError(source, "the features callable returned two rows for one copy",
+                         object_id=pd.Index(ids)[pd.Index(ids).duplicated()][0])
+    rows = _rows_of(ids, np.arange(n).astype(str), source)  # copy order, whatever theirs
+    return F.to_numpy(dtype=np.float64, na_value=np.nan)[rows]
 
 
 def _margin(P: np.ndarray, c: int) -> np.ndarray:
@@ -260,6 +341,7 @@ def flip_search(
     max_points: int = 8,
     seed: int = 0,
     batch_images: int = 4096,
+    features: FeatureFn | None = None,
 ) -> FlipSearch:
     """Search, per object, the smallest magnitude change [sigma] that flips the class.
 
@@ -267,9 +349,10 @@ def flip_search(
 
     Parameters
     ----------
-    model : models.cnn.DmDtCNN or similar
+    model : models.cnn.DmDtCNN, models.hybrid.HybridCNN or similar
         A fitted classifier of network inputs with ``predict_proba``, ``classes_`` and
-        ``input_meta_`` naming the representation (``'preset'``) and ``'bands'``.
+        ``input_meta_`` naming the representation (``'preset'``) and ``'bands'``, and
+        for a hybrid network its ``'feature_names'`` (and ``'feature_set_version'``).
     lcs : LightCurves
         Clean light curves (every ``mag_err`` finite and > 0 [mag]).
     eps : sequence of float, default :data:`DEFAULT_EPS`
@@ -283,8 +366,17 @@ def flip_search(
     seed : int, default=0
         Seed; object ``i`` (order of first appearance) uses ``default_rng([seed, i])``.
     batch_images : int, default=4096
-        About how many candidate images are made and classified at once (memory bound:
-        ~9 kB per image of the ``fine`` representation).
+        About how many candidate copies are made and classified at once (memory bound:
+        ~9 kB per image of the ``fine`` representation); with features, the copies of
+        one call of ``features``.
+    features : callable, optional
+        Required for a model with ``input_meta_['feature_names']`` (a hybrid network),
+        refused for an image-only one. Called as ``features(copies)`` on the candidate
+        copies of a batch (a :class:`LightCurves` whose object ids are the copy indices
+        0, 1, ...), it returns their feature table (``object_id`` and the model's
+        feature columns; ``attrs['feature_set_version']`` when the model names one):
+        e.g. :func:`classify_features`. Rows are matched to the copies by ``object_id``,
+        in any order; NaN features are left to the model (the hybrid imputes them).
 
     Returns
     -------
@@ -294,9 +386,12 @@ def flip_search(
     Raises
     ------
     ConfigError
-        Bad grid or counts, or a model whose inputs cannot be made from light curves.
+        Bad grid or counts, a model whose inputs cannot be made from light curves, a
+        hybrid network without ``features`` or an image-only one with it.
     InputError
-        Error bars not finite and > 0, or no light curve in the model's bands.
+        Error bars not finite and > 0, no light curve in the model's bands, or a
+        feature table without a row for a copy, without the model's feature columns or
+        of another feature-set version.
     """
     grid = _check_eps(eps)
     tries = _check_int("tries", tries)
@@ -304,7 +399,8 @@ def flip_search(
     max_points = _check_int("max_points", max_points)
     batch_images = _check_int("batch_images", batch_images)
     seed = _check_int("seed", seed, minimum=0)
-    rep, bands = _model_inputs(model)
+    spec = _model_inputs(model, features)
+    bands = spec.bands
     err = np.asarray(lcs.mag_err, dtype=np.float64)
     if not np.all(np.isfinite(err) & (err > 0)):
         raise InputError("<light curves>", "every mag_err must be finite and > 0: flip sizes "
@@ -331,7 +427,7 @@ def flip_search(
         clean = _Batch(lcs, first)
         for o in objs:
             clean.add(o, np.zeros((1, len(clean.rows(o)))))
-        P = np.asarray(model.predict_proba(clean.inputs(rep, bands)), dtype=np.float64)
+        P = np.asarray(model.predict_proba(clean.inputs(spec)), dtype=np.float64)
         for i, o in enumerate(objs):
             pred[o] = int(np.argmax(P[i]))
             prob[o] = P[i, pred[o]]
@@ -350,7 +446,7 @@ def flip_search(
                     rows = batch.rows(o)
                     cands[o] = _candidates(rngs[o], len(rows), tries, incumbent[o], max_points)
                     batch.add(o, e * err[rows][None, :] * cands[o])
-                P = np.asarray(model.predict_proba(batch.inputs(rep, bands)), dtype=np.float64)
+                P = np.asarray(model.predict_proba(batch.inputs(spec)), dtype=np.float64)
                 still = []
                 for i, o in enumerate(active):
                     Po = P[i * tries:(i + 1) * tries]
@@ -403,7 +499,7 @@ def flip_sizes(model: Any, lcs: LightCurves, **kw: Any) -> pd.DataFrame:
         class, NaN if none did); ``flipped_to`` (the class then, None if no flip) and
         ``flip_probability`` (its probability); ``points_moved`` (points the flipping
         pattern moves, 0 if none); ``within_1_sigma`` (``flip_sigma <= 1``);
-        ``candidates_tried`` (images classified for the object).
+        ``candidates_tried`` (candidate copies classified for the object).
     """
     return flip_search(model, lcs, **kw).table
 
@@ -422,7 +518,7 @@ def median_flip_size(flip_sigma: Any) -> float:
 
 
 def flip_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per predicted class (and ``'all'``): how easily the answers flip.
+    """Per predicted class (and ``'__overall__'``): how easily the answers flip.
 
     Parameters
     ----------
@@ -435,11 +531,12 @@ def flip_summary(table: pd.DataFrame) -> pd.DataFrame:
         Columns ``predicted_class``, ``objects``, ``median_flip_sigma`` [sigma]
         (:func:`median_flip_size`: ``inf`` when most never flipped),
         ``within_1_sigma`` (fraction flipping at <= 1 sigma) and ``never_flipped``
-        (fraction with no flip up to the largest ``eps``); classes sorted, ``'all'`` last.
+        (fraction with no flip up to the largest ``eps``); classes sorted, then
+        :data:`pipeline.reports.OVERALL` (every object).
     """
     rows = []
     groups = [(str(c), g) for c, g in table.groupby("predicted_class", sort=True)]
-    for name, g in [*groups, ("all", table)]:
+    for name, g in [*groups, (OVERALL, table)]:
         rows.append({"predicted_class": name, "objects": int(len(g)),
                      "median_flip_sigma": median_flip_size(g["flip_sigma"]),
                      "within_1_sigma": float(g["within_1_sigma"].mean()) if len(g) else np.nan,
@@ -449,9 +546,71 @@ def flip_summary(table: pd.DataFrame) -> pd.DataFrame:
                                        "within_1_sigma", "never_flipped"])
 
 
+def _split_objects(lcs: LightCurves, parts: int) -> list[LightCurves]:
+    """``lcs`` cut into up to ``parts`` pieces of about equally many objects (whole objects)."""
+    _, _, first = _objects(lcs)
+    cuts = np.unique(np.linspace(0, len(first) - 1, parts + 1).round().astype(np.int64))
+    out = []
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        s0, s1 = first[a], first[b]
+        r0, r1 = lcs.offsets[s0], lcs.offsets[s1]
+        out.append(LightCurves(object_id=lcs.object_id[s0:s1], band=lcs.band[s0:s1],
+                               offsets=lcs.offsets[s0:s1 + 1] - r0, t=lcs.t[r0:r1],
+                               mag=lcs.mag[r0:r1], mag_err=lcs.mag_err[r0:r1]))
+    return out
+
+
+def _classify_features(lcs: LightCurves, bands: list[str], n_jobs: int) -> pd.DataFrame:
+    """:func:`features.api.extract_features` of ``lcs``, in ``n_jobs`` processes if > 1."""
+    from features.api import extract_features
+
+    n_obj = len(_objects(lcs)[0])
+    if n_jobs == 1 or n_obj < 2:
+        return extract_features(lcs, bands=bands)
+    from features.api import _process_pool
+
+    pieces = _split_objects(lcs, min(2 * n_jobs, n_obj))
+    frames = list(_process_pool(n_jobs).map(partial(extract_features, bands=bands), pieces))
+    frame = pd.concat(frames, ignore_index=True)
+    frame.attrs = {k: v for k, v in frames[0].attrs.items() if k != "summary"}
+    return frame
+
+
+def classify_features(bands: Sequence[str], n_jobs: int = 1) -> FeatureFn:
+    """The features callable of :func:`flip_search` that computes them as classify does.
+
+    ``lcpipe classify`` computes a bundle's features with
+    :func:`features.api.extract_features_file` over the chunk's clean light curves, with
+    ``bands=bundle.info['bands']`` and the default period search; this is
+    :func:`features.api.extract_features` with the same bands and settings on the
+    in-memory candidates (no re-cleaning: a changed magnitude cannot trip a cleaning rule).
+
+    Parameters
+    ----------
+    bands : sequence of str
+        The bundle's bands, in order (``bundle.info['bands']``).
+    n_jobs : int, default=1
+        Processes: with more than one, each batch of candidates is cut into ``2 * n_jobs``
+        pieces of whole objects computed in lcpipe's shared worker pool (started once, with
+        ``spawn``: a script needs the ``if __name__ == "__main__":`` guard); ``-1``: all
+        CPUs. The table is the same whatever ``n_jobs``.
+    """
+    return partial(_classify_features, bands=[str(b) for b in bands], n_jobs=_n_jobs(n_jobs))
+
+
+def _n_jobs(n_jobs: Any) -> int:
+    if isinstance(n_jobs, int | np.integer) and not isinstance(n_jobs, bool) and n_jobs == -1:
+        return os.cpu_count() or 1
+    return _check_int("n_jobs", n_jobs)
+
+
+#: Networks of a bundle that :func:`adversarial_check` searches.
+_NETWORKS = {"cnn": "CNN", "hybrid": "hybrid network"}
+
+
 def adversarial_check(bundle_spec: str | os.PathLike[str], lcs: LightCurves,
-                      **kw: Any) -> pd.DataFrame:
-    """:func:`flip_sizes` of a bundle's CNN on clean light curves.
+                      model: str = "cnn", n_jobs: int = 1, **kw: Any) -> pd.DataFrame:
+    """:func:`flip_sizes` of a bundle's CNN or hybrid network on clean light curves.
 
     Parameters
     ----------
@@ -459,19 +618,39 @@ def adversarial_check(bundle_spec: str | os.PathLike[str], lcs: LightCurves,
         A bundle folder, a run folder of ``lcpipe train`` or a shipped name (``'crts'``).
     lcs : LightCurves
         Clean light curves.
+    model : {'cnn', 'hybrid'}, default='cnn'
+        The network searched. The hybrid's features are recomputed for every candidate
+        as classify computes them (:func:`classify_features` with the bundle's bands):
+        ~100 times the cost of the CNN search (see the module docstring).
+    n_jobs : int, default=1
+        Processes for the hybrid's features (``-1``: all CPUs); the CNN search runs in
+        this process whatever ``n_jobs``.
     **kw
-        Keywords of :func:`flip_search` (``eps``, ``tries``, ``rounds``, ...).
+        Keywords of :func:`flip_search` (``eps``, ``tries``, ``rounds``, ...), but not
+        ``features``.
 
     Raises
     ------
+    ConfigError
+        ``model`` not a network name, ``features`` given, or bad ``n_jobs``.
     InputError
-        Not a bundle, or a bundle without a CNN.
+        Not a bundle, or a bundle without that network.
     """
     from .bundle import load_bundle
     from .training import load_model_cached
 
+    if model not in _NETWORKS:
+        raise ConfigError(f"model must be one of {sorted(_NETWORKS)} (the networks the "
+                          f"search runs on), got {model!r}")
+    if "features" in kw:
+        raise ConfigError("adversarial_check computes the hybrid's features as classify "
+                          "does; to pass your own, call flip_search(model, lcs, features=...)")
+    n_jobs = _n_jobs(n_jobs)
     b = load_bundle(bundle_spec)
-    if "cnn" not in b.models:
-        raise InputError(b.path, "the bundle has no CNN to check")
-    model, _ = load_model_cached("cnn", b.model_path("cnn"))
-    return flip_sizes(model, lcs, **kw)
+    if model not in b.models:
+        raise InputError(b.path, f"the bundle has no {_NETWORKS[model]} to check (its models: "
+                         f"{', '.join(b.models)})")
+    net, _ = load_model_cached(model, b.model_path(model))
+    if model == "hybrid":
+        return flip_sizes(net, lcs, features=classify_features(b.info["bands"], n_jobs), **kw)
+    return flip_sizes(net, lcs, **kw)

@@ -720,3 +720,41 @@ def test_explanation_tables_against_recomputation(first_run: Run) -> None:
     assert gc["value"].between(0, 1).all()
     assert (first_run.report_dir / "figures" / f"run_id={rid}"
             / "cnn_activation_max_by_class.png").exists()
+
+
+def test_robustness_of_the_test_part_uses_the_evaluated_models(tmp_path: Path) -> None:
+    """With robustness_draws and a refitted bundle, the robustness tables cover exactly
+    the test objects, answered by the models fitted on the training part (their answers on
+    the measured light curves are the test predictions of the run, not the refitted
+    bundle's); the cadence accuracy at fraction 1 is the test accuracy of the metrics; the
+    CNN is searched adversarially from the same answers."""
+    settings = SETTINGS.model_copy(update={"refit": True, "explain": False,
+                                           "robustness_draws": 2})
+    run = _train(tmp_path / "rob", settings)
+    rd, rid = run.report_dir, run.run_id
+    pred = read_report(rd, "predictions", rid)
+    test = pred[pred["split"] == "test"]
+    objs = read_report(rd, "robustness_objects", rid)
+    assert set(objs["model"]) == set(MODELS) and (objs["draws"] == 2).all()
+    for model in MODELS:
+        got = objs[objs["model"] == model].set_index("object_id")["predicted_class"]
+        ref = test[test["model"] == model].set_index("object_id")["predicted_class"]
+        assert sorted(got.index) == sorted(ref.index)
+        assert (got.sort_index().astype(str) == ref.sort_index().astype(str)).all(), model
+    metrics = read_report(rd, "metrics", rid)
+    cad = read_report(rd, "cadence", rid)
+    assert sorted(set(cad["fraction_kept"])) == [0.5, 0.7, 0.9, 1.0]
+    for model in MODELS:
+        acc = metrics[(metrics["model"] == model) & (metrics["split"] == "test")
+                      & (metrics["class"] == "__overall__")]["accuracy"].iloc[0]
+        row = cad[(cad["model"] == model) & (cad["fraction_kept"] == 1.0)].iloc[0]
+        assert row["accuracy"] == pytest.approx(acc) and row["labelled"] == len(
+            test[test["model"] == model])
+    flips = read_report(rd, "adversarial_objects", rid)
+    assert set(flips["model"]) == {"cnn"}
+    cnn = objs[objs["model"] == "cnn"].set_index("object_id")["predicted_class"]
+    assert (flips.set_index("object_id")["predicted_class"].sort_index().astype(str)
+            == cnn.sort_index().astype(str)).all()
+    runs = list_runs(rd)
+    assert "robustness" in json.loads(runs["stage_seconds"].iloc[0])
+    assert "Stability under 2 redraws" in run.result["comparison"]

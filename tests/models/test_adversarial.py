@@ -213,12 +213,12 @@ def test_summary_and_censored_median():
                       "flip_sigma": [0.1, 0.5, np.nan, np.nan, 1.0]})
     t["within_1_sigma"] = t["flip_sigma"] <= 1
     s = flip_summary(t).set_index("predicted_class")
-    assert list(s.index) == ["a", "b", "all"]
+    assert list(s.index) == ["a", "b", "__overall__"]
     assert s.loc["a", "median_flip_sigma"] == 0.5  # 0.1, 0.5, inf
     assert s.loc["b", "median_flip_sigma"] == np.inf  # (1.0 + inf) / 2
-    assert s.loc["all", "median_flip_sigma"] == 1.0  # 0.1 0.5 1.0 inf inf
+    assert s.loc["__overall__", "median_flip_sigma"] == 1.0  # 0.1 0.5 1.0 inf inf
     assert s.loc["a", "within_1_sigma"] == pytest.approx(2 / 3)
-    assert s.loc["all", "never_flipped"] == pytest.approx(2 / 5)
+    assert s.loc["__overall__", "never_flipped"] == pytest.approx(2 / 5)
     assert list(s["objects"]) == [3, 2, 5]
     assert np.isnan(median_flip_size([]))
 
@@ -359,3 +359,217 @@ def test_bundle_entry_point_runs_the_bundles_cnn(tmp_path):
     (tmp_path / "b" / "rpca_nearest.npz").symlink_to(b.model_path("rpca_nearest"))
     with pytest.raises(InputError, match="no CNN"):
         adversarial_check(tmp_path / "b", three, **kw)
+
+
+# --------------------------------------------------------------------------- hybrid: features
+
+
+class FeatureRuleModel:
+    """A hybrid-like model whose answer depends on one recomputed feature only.
+
+    'b' iff ``V:amplitude`` (half of max - min [mag]) >= 0.25, i.e. the same closed-form
+    rule as :class:`RuleModel` (some pair >= 0.5 mag apart), read from the feature table.
+    p_b = 0.4 * amp / 0.25 below the threshold (the margin of an 'a' answer shrinks as the
+    amplitude grows), 0.6 + 0.4 * min(amp - 0.25, 1) above.
+    """
+
+    classes_ = np.array(["a", "b"])
+    input_meta_ = {"preset": "fine", "bands": ["V"], "feature_set_version": "1.0",
+                   "feature_names": ["V:weighted_mean", "V:amplitude", "V:period"]}
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def proba_of(self, amp: np.ndarray) -> np.ndarray:
+        amp = np.asarray(amp, dtype=np.float64)
+        pb = np.where(amp >= 0.25, 0.6 + 0.4 * np.minimum(amp - 0.25, 1.0), 0.4 * amp / 0.25)
+        return np.stack([1 - pb, pb], axis=1)
+
+    def predict_proba(self, X: dict) -> np.ndarray:
+        self.calls += 1
+        assert set(X) == {"dmdt", "features"}
+        assert X["dmdt"].shape[1:] == (36, 32, 2) and X["features"].shape == (len(X["dmdt"]), 3)
+        return self.proba_of(X["features"][:, 1])
+
+
+def _first_objects(lcs: LightCurves, k: int) -> LightCurves:
+    keep = np.flatnonzero(np.isin(lcs.object_id, pd.unique(lcs.object_id)[:k]))
+    rows = np.concatenate([np.arange(lcs.offsets[i], lcs.offsets[i + 1]) for i in keep])
+    return LightCurves(object_id=lcs.object_id[keep], band=lcs.band[keep],
+                       offsets=np.r_[0, np.cumsum(lcs.n_points[keep])].astype(np.int64),
+                       t=lcs.t[rows], mag=lcs.mag[rows], mag_err=lcs.mag_err[rows])
+
+
+def _extract(lcs: LightCurves) -> pd.DataFrame:
+    from features.api import extract_features
+
+    return extract_features(lcs, bands=["V"])
+
+
+def _rule_on(model: FeatureRuleModel, lcs: LightCurves) -> np.ndarray:
+    """The rule's answer on features computed here, independently of the search."""
+    amp = _extract(lcs)["V:amplitude"].to_numpy()
+    return model.classes_[model.proba_of(amp).argmax(axis=1)]
+
+
+def test_hybrid_flip_sizes_come_from_recomputed_features(rule_curves):
+    model = FeatureRuleModel()
+    res = flip_search(model, rule_curves, seed=0, features=_extract)
+    t = res.table.set_index("object_id")
+    assert list(t["predicted_class"]) == ["a", "a", "a", "b"]
+    assert list(t["predicted_class"]) == list(_rule_on(model, rule_curves))
+    assert t.loc["const", "flip_sigma"] == 3.0
+    assert t.loc["near", "flip_sigma"] == 0.3
+    assert t.loc["mid", "flip_sigma"] == 0.75
+    two = t.loc["two_level", "flip_sigma"]
+    assert np.isnan(two) or two == 3.0
+    assert list(t["flipped_to"].iloc[:3]) == ["b", "b", "b"]
+    p0 = model.proba_of(_extract(rule_curves)["V:amplitude"].to_numpy())
+    np.testing.assert_allclose(t["probability"], p0.max(axis=1))
+    # the reported change flips the rule on features recomputed here
+    adv = res.perturbed_lightcurves(rule_curves)
+    flipped = res.table["flip_sigma"].notna().to_numpy()
+    got = _rule_on(model, adv)
+    np.testing.assert_array_equal(got[flipped], res.table["flipped_to"][flipped])
+    np.testing.assert_array_equal(got[~flipped], res.table["predicted_class"][~flipped])
+    amp = _extract(adv)["V:amplitude"].to_numpy()
+    np.testing.assert_allclose(res.table["flip_probability"][flipped],
+                               model.proba_of(amp[flipped]).max(axis=1))
+
+
+def test_hybrid_features_held_fixed_never_flip():
+    """Handing back the measured features for every copy: nothing can flip, while
+    recomputing them flips the near curve at 0.3 sigma."""
+    model = FeatureRuleModel()
+    lcs = _lcs({"near": _with_outlier(15.45)})
+    measured = _extract(lcs)
+
+    def fixed(copies: LightCurves) -> pd.DataFrame:
+        ids = pd.unique(copies.object_id.astype(str))
+        out = measured.loc[np.zeros(len(ids), dtype=int)].reset_index(drop=True)
+        out.attrs = dict(measured.attrs)
+        return out.assign(object_id=ids)
+
+    kw = {"eps": (0.2, 0.3, 3.0), "tries": 8, "rounds": 2, "seed": 1}
+    held = flip_sizes(model, lcs, features=fixed, **kw)
+    assert held["flip_sigma"].isna().all() and (held["candidates_tried"] == 3 * 16).all()
+    live = flip_sizes(model, lcs, features=_extract, **kw)
+    assert live["flip_sigma"].iloc[0] == 0.3
+
+
+def test_hybrid_feature_rows_are_matched_by_copy_id(rule_curves):
+    """The search matches the callable's rows to the copies by object_id: a table in
+    another order (and with ids as ints) gives the same search."""
+    rng = np.random.default_rng(0)
+    orders = []
+
+    def shuffled(copies: LightCurves) -> pd.DataFrame:
+        f = _extract(copies)
+        perm = rng.permutation(len(f))
+        orders.append(perm)
+        return f.iloc[perm].assign(object_id=f["object_id"].iloc[perm].astype(int))
+
+    kw = {"tries": 8, "seed": 4, "batch_images": 16}
+    a = flip_search(FeatureRuleModel(), rule_curves, features=_extract, **kw)
+    b = flip_search(FeatureRuleModel(), rule_curves, features=shuffled, **kw)
+    assert any((o != np.arange(len(o))).any() for o in orders)  # really shuffled
+    pd.testing.assert_frame_equal(a.table, b.table)
+    np.testing.assert_array_equal(a.signs, b.signs)
+
+
+def test_hybrid_without_features_or_with_bad_tables_is_a_clear_error(rule_curves):
+    model = FeatureRuleModel()
+    with pytest.raises(ConfigError, match=r"hybrid network\): pass features="):
+        flip_search(model, rule_curves)
+    with pytest.raises(ConfigError, match="image-only network"):
+        flip_search(RuleModel(), rule_curves, features=_extract)
+    with pytest.raises(ConfigError, match="callable"):
+        flip_search(model, rule_curves, features="V:amplitude")
+    kw = {"tries": 2, "rounds": 1, "eps": (1.0,)}
+
+    def drop_first(copies):
+        return _extract(copies).iloc[1:]
+
+    with pytest.raises(InputError, match="object missing"):
+        flip_search(model, rule_curves, features=drop_first, **kw)
+
+    def no_amplitude(copies):
+        return _extract(copies).drop(columns=["V:amplitude"])
+
+    with pytest.raises(InputError, match="feature columns the model needs are missing"):
+        flip_search(model, rule_curves, features=no_amplitude, **kw)
+
+    def other_version(copies):
+        f = _extract(copies)
+        f.attrs["feature_set_version"] = "1.0+abcdef12"
+        return f
+
+    with pytest.raises(InputError, match="feature-set version"):
+        flip_search(model, rule_curves, features=other_version, **kw)
+
+    def no_version(copies):
+        f = _extract(copies)
+        f.attrs = {}
+        return f
+
+    with pytest.raises(ConfigError, match="no feature-set version"):
+        flip_search(model, rule_curves, features=no_version, **kw)
+
+    def twice(copies):
+        f = _extract(copies)
+        return pd.concat([f, f.iloc[:1]])
+
+    with pytest.raises(InputError, match="two rows for one copy"):
+        flip_search(model, rule_curves, features=twice, **kw)
+
+
+def test_bundle_entry_point_refuses_missing_or_unknown_networks(rule_curves):
+    with pytest.raises(InputError, match="crts.*no hybrid network"):
+        adversarial_check("crts", rule_curves, model="hybrid")
+    with pytest.raises(ConfigError, match="model must be one of"):
+        adversarial_check("crts", rule_curves, model="forest")
+    with pytest.raises(ConfigError, match="flip_search"):
+        adversarial_check("crts", rule_curves, model="cnn", features=_extract)
+    with pytest.raises(ConfigError, match="n_jobs"):
+        adversarial_check("crts", rule_curves, model="cnn", n_jobs=0)
+
+
+def test_bundle_entry_point_runs_the_bundles_hybrid(tmp_path):
+    """A tiny hybrid put in a copy of the shipped bundle: adversarial_check searches it with
+    the features computed as classify does, in one process or several."""
+    pytest.importorskip("keras")
+    from features.api import extract_features
+    from models.bundle import load_bundle
+    from models.forest_files import select_feature_columns
+    from models.hybrid import HybridCNN, hybrid_inputs
+    from pipeline.demo import sample_paths
+    from pipeline.lightcurves import read_lightcurves
+
+    b = load_bundle("crts")
+    bands = list(b.info["bands"])
+    lcs = _first_objects(read_lightcurves(sample_paths()["lightcurves"]), 16)
+    feats = extract_features(lcs, bands=bands)
+    names = select_feature_columns(feats.attrs)
+    oid, X, meta = lightcurves_to_inputs(lcs, "fine", bands)
+    assert list(oid) == list(feats["object_id"])
+    y = np.where(np.arange(len(oid)) % 2, "EA", "EW")
+    net = HybridCNN(arch="mahabal2017", epochs=1, batch_size=8, validation_fraction=0.0,
+                    random_state=0).fit(
+        hybrid_inputs(X, feats[names].to_numpy(np.float64)), y,
+        input_meta={**meta, "feature_names": names,
+                    "feature_set_version": feats.attrs["feature_set_version"]})
+    (tmp_path / "b").mkdir()
+    net.save(tmp_path / "b" / "hybrid")
+    (tmp_path / "b" / "cnn").symlink_to(b.model_path("cnn"))
+    (tmp_path / "b" / "bundle.json").write_text(json.dumps(dict(b.info,
+                                                                models=["cnn", "hybrid"])))
+
+    three = _first_objects(lcs, 3)
+    kw = {"eps": (0.5, 3.0), "tries": 4, "rounds": 1, "seed": 2}
+    got = adversarial_check(tmp_path / "b", three, model="hybrid", **kw)
+    want = flip_sizes(net, three, features=lambda c: extract_features(c, bands=bands), **kw)
+    pd.testing.assert_frame_equal(got, want, check_exact=False, atol=1e-6)
+    assert list(got["object_id"]) == list(three.object_id)
+    assert (got["candidates_tried"] >= 4).all()
+    two = adversarial_check(tmp_path / "b", three, model="hybrid", n_jobs=2, **kw)
+    pd.testing.assert_frame_equal(two, got, check_exact=False, atol=1e-6)

@@ -27,12 +27,12 @@ from pipeline.reports import (
     REPORT_SCHEMA_VERSION,
     TABLES,
     comparison_markdown,
-    robustness_markdown,
     figure_path,
     latest_run_id,
     list_runs,
     plot_confusion,
     read_report,
+    robustness_markdown,
     table_schema,
     write_report_table,
 )
@@ -803,9 +803,10 @@ print(accuracy)
 QUERY_ROBUSTNESS = """
 SELECT predicted_class, model, objects, stable_fraction, all_stable
 FROM read_parquet('REPORT_DIR/robustness_classes/*/*.parquet', hive_partitioning = true)
-WHERE run_id = (SELECT run_id FROM read_parquet('REPORT_DIR/runs/*/*.parquet', hive_partitioning = true)
-                WHERE flow = 'robustness' AND status = 'completed'
-                ORDER BY started_utc DESC LIMIT 1)
+WHERE run_id = (
+    SELECT run_id FROM read_parquet('REPORT_DIR/runs/*/*.parquet', hive_partitioning = true)
+    WHERE flow = 'robustness' AND status = 'completed'
+    ORDER BY started_utc DESC LIMIT 1)
 ORDER BY predicted_class, stable_fraction DESC;
 """
 
