@@ -217,6 +217,9 @@ def train(data: Path, labels: Path, output: Path,
         "settings": settings.model_dump(),
         # 'unknown' below these top probabilities (chosen on the CV predictions)
         "unknown_thresholds": rep["unknown_thresholds"],
+        # probabilities scaled as softmax(log p / T) (fitted on the CV predictions)
+        "temperatures": {k: evaluated[k]["temperature"] for k in kinds
+                         if evaluated[k].get("temperature") is not None},
         "test_scores": [{k: m[k] for k in ("model", "split", "accuracy", "balanced_accuracy",
                                            "f1", "log_loss", "support")}
                         for m in rep["overall"]],

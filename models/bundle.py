@@ -170,6 +170,7 @@ def classify_chunk(bundle_spec: str | os.PathLike[str], chunk: str | os.PathLike
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    from .evaluation import apply_temperature
     from .predictions import (
         apply_unknown,
         prediction_frame,
@@ -187,6 +188,7 @@ def classify_chunk(bundle_spec: str | os.PathLike[str], chunk: str | os.PathLike
     b = load_bundle(bundle_spec)
     wd = Path(workdir)
     grids = b.info["grids"]
+    temperatures = {str(k): float(v) for k, v in (b.info.get("temperatures") or {}).items()}
     classes = [str(c) for c in b.info["classes"]]
     by_kind: dict[str, pd.DataFrame] = {}
     out: dict[str, str] = {}
@@ -210,6 +212,8 @@ def classify_chunk(bundle_spec: str | os.PathLike[str], chunk: str | os.PathLike
                 paths["features"] = feats.result()
             ids, m_classes, proba, pred, extra = predict_model(kind, model, meta, paths, None,
                                                                b.settings)
+            if proba is not None and kind in temperatures:  # as the train flow calibrated
+                proba = apply_temperature(proba, temperatures[kind])
             if proba is not None and [str(c) for c in m_classes] != classes:
                 raise InputError(b.model_path(kind), "its classes differ from bundle.json")
             by_kind[kind] = prediction_frame(ids, kind, classes, proba, pred, run_id=run_id,

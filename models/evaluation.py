@@ -41,6 +41,8 @@ __all__ = [
     "confusion_rows",
     "format_report",
     "reliability",
+    "apply_temperature",
+    "fit_temperature",
     "choose_threshold",
     "coverage_rows",
 ]
@@ -510,6 +512,84 @@ def reliability(y_true: Sequence[Any], proba: np.ndarray, classes: Sequence[Any]
                      "confidence": cf, "accuracy": acc})
     return float(ece), pd.DataFrame(rows, columns=["bin_low", "bin_high", "n", "confidence",
                                                    "accuracy"])
+
+
+#: Bounds of a fitted temperature (dimensionless).
+TEMPERATURE_BOUNDS: tuple[float, float] = (0.05, 20.0)
+_LOG_FLOOR = 1e-12  # floor of the true class's probability in the log loss
+
+
+def apply_temperature(proba: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature-scaled probabilities: ``softmax(log(p) / T)`` per row.
+
+    For a network ``log(p)`` equals its logits up to a per-row constant, so this is the
+    temperature scaling of Guo et al. (2017); for any model it keeps each row's order of
+    classes (hence the argmax and the accuracy). ``T > 1`` softens over-confident
+    probabilities, ``T < 1`` sharpens under-confident ones (a forest's vote fractions).
+
+    Parameters
+    ----------
+    proba : ndarray of shape (n, n_classes)
+        Probabilities (rows summing to 1, each with a positive entry; zeros stay zero,
+        as in ``p ** (1 / T)`` renormalised).
+    temperature : float
+        T > 0.
+
+    Returns
+    -------
+    ndarray of shape (n, n_classes), float64
+    """
+    if not np.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"temperature must be finite and > 0, got {temperature}")
+    with np.errstate(divide="ignore"):  # log 0 = -inf: a zero stays exactly zero
+        logp = np.log(np.clip(np.asarray(proba, dtype=np.float64), 0.0, 1.0)) / temperature
+    logp -= logp.max(axis=1, keepdims=True)
+    e = np.exp(logp)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(y_true: Sequence[Any], proba: np.ndarray, classes: Sequence[Any]) -> float:
+    """The temperature that minimises the log loss of :func:`apply_temperature`.
+
+    Fitted on held-out predictions (e.g. out-of-fold), by a bounded scalar search on
+    ``log T`` within :data:`TEMPERATURE_BOUNDS`.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n,)
+        True classes, each one of ``classes``.
+    proba : ndarray of shape (n, n_classes)
+        Probabilities, columns in ``classes`` order.
+    classes : sequence
+        Class names.
+
+    Returns
+    -------
+    float
+        T (1.0 for no objects).
+    """
+    from scipy.optimize import minimize_scalar
+
+    cls = [str(c) for c in classes]
+    y = np.asarray(y_true).astype(str)
+    if len(y) == 0:
+        return 1.0
+    unknown = sorted(set(y) - set(cls))
+    if unknown:
+        raise ValueError(f"true classes not among the probability columns: {unknown[:3]}")
+    col = {c: j for j, c in enumerate(cls)}
+    idx = np.asarray([col[c] for c in y], dtype=np.int64)
+    P = np.asarray(proba, dtype=np.float64)
+    rows = np.arange(len(y))
+
+    def loss(log_t: float) -> float:
+        return float(-np.mean(np.log(np.clip(apply_temperature(P, np.exp(log_t))[rows, idx],
+                                             _LOG_FLOOR, 1.0))))
+
+    lo, hi = np.log(TEMPERATURE_BOUNDS[0]), np.log(TEMPERATURE_BOUNDS[1])
+    res = minimize_scalar(loss, bounds=(lo, hi), method="bounded",
+                          options={"xatol": 1e-4})
+    return float(np.exp(res.x))
 
 
 def _top(y_true: Sequence[Any], proba: np.ndarray, classes: Sequence[Any]

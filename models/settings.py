@@ -72,6 +72,10 @@ class TrainSettings(IngestSettings):
     unknown_accuracy: float = Field(0.95, gt=0.0, le=1.0, description="with cv_folds, each "
                                     "model answers 'unknown' below the top probability at "
                                     "which its CV answers reach this accuracy")
+    calibrate: bool = Field(True, description="with cv_folds, temperature-scale the "
+                            "probabilities of each model (forest, networks), fitted on its "
+                            "out-of-fold predictions (models.evaluation.fit_temperature); "
+                            "the bundle applies the same temperatures")
     hybrid: bool = Field(False, description="also train the hybrid network (a CNN branch on "
                          "the dm-dt images and a dense branch on the features, end to end; "
                          "models.hybrid)")

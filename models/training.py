@@ -454,17 +454,22 @@ def evaluate_model(kind: str, paths: dict[str, str], split_path: str | os.PathLi
 
     Writes ``<workdir>/<kind>.model`` (the fitted model) and
     ``<workdir>/<kind>.predictions.parquet`` (lcpipe's prediction schema,
-    splits 'test' and 'cv').
+    splits 'test' and 'cv'). With CV folds and ``settings.calibrate``, a model with
+    probabilities is temperature-scaled (:func:`models.evaluation.fit_temperature` on its
+    out-of-fold probabilities): the test probabilities with the temperature of all folds,
+    the CV ones of fold k with that of the other folds.
 
     Returns
     -------
     dict
-        ``model`` and ``predictions`` paths, ``fit_seconds``.
+        ``model`` and ``predictions`` paths, ``fit_seconds``, ``temperature`` (None when
+        not calibrated).
     """
-    from .evaluation import cross_validate
+    from .evaluation import apply_temperature, cross_validate
     from .predictions import class_columns, prediction_frame, write_predictions
 
     wd = Path(workdir)
+    temperature = None
     split = read_split(split_path)
     classes = _classes_of(split)
     model_path = wd / (f"{kind}.skops" if kind == "forest" else
@@ -497,15 +502,39 @@ def evaluate_model(kind: str, paths: dict[str, str], split_path: str | os.PathLi
         oof = cross_validate(est, X, y, folds,
                              fit_params={"input_meta": in_meta} if kind in _FOLDER_MODELS
                              else None)
-        frames.append(prediction_frame(
-            tr_ids, kind, classes,
-            None if oof.proba is None else class_columns(oof.proba, oof.classes, classes),
-            oof.y_pred, run_id=run_id, split="cv", fold=oof.fold, true_class=y))
+        cv_proba = None if oof.proba is None else class_columns(oof.proba, oof.classes,
+                                                                 classes)
+        if cv_proba is not None and settings.calibrate:
+            temperature, cv_proba = _calibrate(y, cv_proba, oof.fold, classes)
+            frames[0] = prediction_frame(ids, kind, classes, apply_temperature(
+                class_columns(proba, m_classes, classes), temperature), run_id=run_id,
+                split="test", true_class=test["label"].to_numpy())
+        frames.append(prediction_frame(tr_ids, kind, classes, cv_proba, oof.y_pred,
+                                       run_id=run_id, split="cv", fold=oof.fold, true_class=y))
     pred_path = wd / f"{kind}.predictions.parquet"
     write_predictions(pd.concat(frames, ignore_index=True), pred_path,
-                      metadata={"model": kind, "trained_on": "training part"})
+                      metadata={"model": kind, "trained_on": "training part",
+                                "temperature": temperature})
     return {"model": str(model_path), "predictions": str(pred_path),
-            "fit_seconds": round(fit_seconds, 2)}
+            "fit_seconds": round(fit_seconds, 2), "temperature": temperature}
+
+
+def _calibrate(y: np.ndarray, proba: np.ndarray, fold: np.ndarray, classes: list[str]
+               ) -> tuple[float, np.ndarray]:
+    """Temperature of out-of-fold probabilities, and those probabilities calibrated.
+
+    The returned temperature is fitted on every fold (for the test part and the bundle);
+    the CV rows of fold k are scaled by a temperature fitted on the other folds, so that
+    no object's calibration saw its own label.
+    """
+    from .evaluation import apply_temperature, fit_temperature
+
+    out = np.empty_like(proba, dtype=np.float64)
+    for k in np.unique(fold):
+        inner = fold != k
+        out[~inner] = apply_temperature(proba[~inner],
+                                        fit_temperature(y[inner], proba[inner], classes))
+    return fit_temperature(y, proba, classes), out
 
 
 def evaluate_stack(predictions: dict[str, str], split_path: str | os.PathLike[str],

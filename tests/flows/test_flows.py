@@ -369,6 +369,27 @@ def test_cv_folds_give_the_same_folds_to_every_model(tmp_path: Path) -> None:
     np.testing.assert_allclose(got[cols].to_numpy(float), te_w["stack"][cols].to_numpy(float),
                                rtol=1e-5, atol=1e-6)
 
+    # calibration: the forest and the CNN are temperature-scaled (T in bundle.json); their
+    # report test probabilities are p**(1/T), renormalised, of the raw ones, which a copy of
+    # the bundle without its temperatures gives; classify applies the same temperatures
+    info = json.loads((bundle / "bundle.json").read_text())
+    assert set(info["temperatures"]) == {"forest", "cnn"}
+    raw_bundle = tmp_path / "raw_bundle"
+    shutil.copytree(bundle, raw_bundle)
+    raw_info = {k: v for k, v in info.items() if k != "temperatures"}
+    (raw_bundle / "bundle.json").write_text(json.dumps(raw_info))
+    classify(str(raw_bundle), data, tmp_path / "raw.parquet", ClassifySettings(n_jobs=1))
+    raw = pq.read_table(tmp_path / "raw.parquet").to_pandas()
+    for m in ("forest", "cnn"):
+        r = raw[raw["model"] == m].set_index("object_id").sort_index()[cols].to_numpy(float)
+        scaled = r ** (1 / info["temperatures"][m])
+        scaled /= scaled.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(te_w[m][cols].to_numpy(float), scaled, rtol=1e-5, atol=1e-6)
+        mine = everything[everything["model"] == m].set_index("object_id").sort_index()
+        np.testing.assert_allclose(mine[cols].to_numpy(float), scaled, rtol=1e-5, atol=1e-6)
+        # the order of the classes, hence the answer, is the raw model's
+        assert list(mine["predicted_class"]) == list(np.asarray(PAPER7)[r.argmax(axis=1)])
+
     # 'unknown': each model's threshold is the lowest top probability at which its CV
     # answers reach 0.95 accuracy, recomputed here by brute force over every candidate
     thresholds = json.loads((bundle / "bundle.json").read_text())["unknown_thresholds"]

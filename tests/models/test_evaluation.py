@@ -155,3 +155,76 @@ def test_metric_and_confusion_rows_match_sklearn(rng):
     cr = confusion_rows(y_true, y_pred, classes)
     assert len(cr) == 9 and sum(r["count"] for r in cr) == 150
     assert {(r["true_class"], r["predicted_class"]): r["count"] for r in cr}[("y", "z")] == cm[1, 2]
+
+
+# ----------------------------------------------------------------------------- temperature
+
+
+def test_apply_temperature_against_the_power_formula():
+    """softmax(log p / T) is p**(1/T) renormalised; T = 1 is the identity; the order of the
+    classes in each row (the argmax) is kept; zeros stay (almost) zero."""
+    from models.evaluation import apply_temperature
+
+    rng = np.random.default_rng(0)
+    P = rng.dirichlet(np.ones(5), size=200)
+    P[0] = [1.0, 0.0, 0.0, 0.0, 0.0]
+    for T in (0.5, 1.0, 2.5):
+        ref = P ** (1 / T)
+        ref /= ref.sum(axis=1, keepdims=True)
+        got = apply_temperature(P, T)
+        np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
+        assert (got.argmax(axis=1) == P.argmax(axis=1)).all()
+    np.testing.assert_allclose(apply_temperature(P, 1.0), P, atol=1e-12)
+    assert apply_temperature(P, 0.5)[1].max() > P[1].max()  # sharper
+    assert apply_temperature(P, 2.0)[1].max() < P[1].max()  # softer
+    with pytest.raises(ValueError, match="temperature"):
+        apply_temperature(P, 0.0)
+
+
+def test_fit_temperature_recovers_a_known_distortion():
+    """Labels drawn from softmax(z); the model reports softmax(z * 2) (over-confident) or
+    softmax(z / 2) (under-confident): the fitted T is 2 or 1/2 within a few per cent, and
+    ~1 for the true probabilities; the log loss at the fitted T is below that at nearby T
+    (a minimum, computed here directly)."""
+    from models.evaluation import apply_temperature, fit_temperature
+
+    rng = np.random.default_rng(1)
+    n, k = 40_000, 4
+    z = rng.normal(0, 1.5, size=(n, k))
+    p_true = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    y_idx = (rng.random(n)[:, None] > np.cumsum(p_true, axis=1)).sum(axis=1)
+    classes = ["a", "b", "c", "d"]
+    y = np.asarray(classes)[y_idx]
+    for scale, expected in ((2.0, 2.0), (0.5, 0.5), (1.0, 1.0)):
+        q = np.exp(z * scale)
+        q /= q.sum(axis=1, keepdims=True)
+        T = fit_temperature(y, q, classes)
+        assert T == pytest.approx(expected, rel=0.04), scale
+
+        def nll(t, q=q):
+            return -np.mean(np.log(apply_temperature(q, t)[np.arange(n), y_idx]))
+
+        assert nll(T) <= min(nll(T * 1.05), nll(T / 1.05))
+    assert fit_temperature([], np.zeros((0, 4)), classes) == 1.0
+    with pytest.raises(ValueError, match="not among"):
+        fit_temperature(["e"], np.full((1, 4), 0.25), classes)
+
+
+def test_out_of_fold_calibration_never_sees_its_own_fold():
+    """The CV rows of fold k are scaled with the temperature fitted on the other folds
+    (recomputed here); the returned temperature is the one fitted on every fold."""
+    from models.evaluation import apply_temperature, fit_temperature
+    from models.training import _calibrate
+
+    rng = np.random.default_rng(2)
+    classes = ["a", "b", "c"]
+    P = rng.dirichlet(np.ones(3) * 0.5, size=300)
+    y = np.asarray(classes)[np.where(rng.random(300) < 0.7, P.argmax(axis=1),
+                                     rng.integers(0, 3, 300))]
+    fold = np.arange(300) % 3
+    T, Q = _calibrate(y, P, fold, classes)
+    assert T == fit_temperature(y, P, classes)
+    for k in range(3):
+        Tk = fit_temperature(y[fold != k], P[fold != k], classes)
+        assert Tk != pytest.approx(T, rel=1e-6)
+        np.testing.assert_allclose(Q[fold == k], apply_temperature(P[fold == k], Tk))
