@@ -43,6 +43,7 @@ __all__ = [
     "reliability",
     "apply_temperature",
     "fit_temperature",
+    "calibrate_out_of_fold",
     "choose_threshold",
     "coverage_rows",
 ]
@@ -590,6 +591,38 @@ def fit_temperature(y_true: Sequence[Any], proba: np.ndarray, classes: Sequence[
     res = minimize_scalar(loss, bounds=(lo, hi), method="bounded",
                           options={"xatol": 1e-4})
     return float(np.exp(res.x))
+
+
+def calibrate_out_of_fold(y_true: Sequence[Any], proba: np.ndarray, fold: Sequence[int],
+                          classes: Sequence[Any]) -> tuple[float, np.ndarray]:
+    """Temperature of out-of-fold probabilities, and those probabilities calibrated.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n,)
+        True classes.
+    proba : ndarray of shape (n, n_classes)
+        Out-of-fold probabilities, columns in ``classes`` order.
+    fold : array-like of int, shape (n,)
+        Fold of each object.
+    classes : sequence
+        Class names.
+
+    Returns
+    -------
+    (float, ndarray)
+        The temperature fitted on every fold (for new objects), and the probabilities of
+        fold k scaled by the temperature fitted on the other folds, so that no object's
+        calibration saw its own label.
+    """
+    y = np.asarray(y_true)
+    fold = np.asarray(fold)
+    P = np.asarray(proba, dtype=np.float64)
+    out = np.empty_like(P)
+    for k in np.unique(fold):
+        inner = fold != k
+        out[~inner] = apply_temperature(P[~inner], fit_temperature(y[inner], P[inner], classes))
+    return fit_temperature(y, P, classes), out
 
 
 def _top(y_true: Sequence[Any], proba: np.ndarray, classes: Sequence[Any]

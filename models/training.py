@@ -465,7 +465,7 @@ def evaluate_model(kind: str, paths: dict[str, str], split_path: str | os.PathLi
         ``model`` and ``predictions`` paths, ``fit_seconds``, ``temperature`` (None when
         not calibrated).
     """
-    from .evaluation import apply_temperature, cross_validate
+    from .evaluation import apply_temperature, calibrate_out_of_fold, cross_validate
     from .predictions import class_columns, prediction_frame, write_predictions
 
     wd = Path(workdir)
@@ -505,7 +505,7 @@ def evaluate_model(kind: str, paths: dict[str, str], split_path: str | os.PathLi
         cv_proba = None if oof.proba is None else class_columns(oof.proba, oof.classes,
                                                                  classes)
         if cv_proba is not None and settings.calibrate:
-            temperature, cv_proba = _calibrate(y, cv_proba, oof.fold, classes)
+            temperature, cv_proba = calibrate_out_of_fold(y, cv_proba, oof.fold, classes)
             frames[0] = prediction_frame(ids, kind, classes, apply_temperature(
                 class_columns(proba, m_classes, classes), temperature), run_id=run_id,
                 split="test", true_class=test["label"].to_numpy())
@@ -517,24 +517,6 @@ def evaluate_model(kind: str, paths: dict[str, str], split_path: str | os.PathLi
                                 "temperature": temperature})
     return {"model": str(model_path), "predictions": str(pred_path),
             "fit_seconds": round(fit_seconds, 2), "temperature": temperature}
-
-
-def _calibrate(y: np.ndarray, proba: np.ndarray, fold: np.ndarray, classes: list[str]
-               ) -> tuple[float, np.ndarray]:
-    """Temperature of out-of-fold probabilities, and those probabilities calibrated.
-
-    The returned temperature is fitted on every fold (for the test part and the bundle);
-    the CV rows of fold k are scaled by a temperature fitted on the other folds, so that
-    no object's calibration saw its own label.
-    """
-    from .evaluation import apply_temperature, fit_temperature
-
-    out = np.empty_like(proba, dtype=np.float64)
-    for k in np.unique(fold):
-        inner = fold != k
-        out[~inner] = apply_temperature(proba[~inner],
-                                        fit_temperature(y[inner], proba[inner], classes))
-    return fit_temperature(y, proba, classes), out
 
 
 def evaluate_stack(predictions: dict[str, str], split_path: str | os.PathLike[str],

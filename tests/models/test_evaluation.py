@@ -213,8 +213,7 @@ def test_fit_temperature_recovers_a_known_distortion():
 def test_out_of_fold_calibration_never_sees_its_own_fold():
     """The CV rows of fold k are scaled with the temperature fitted on the other folds
     (recomputed here); the returned temperature is the one fitted on every fold."""
-    from models.evaluation import apply_temperature, fit_temperature
-    from models.training import _calibrate
+    from models.evaluation import apply_temperature, calibrate_out_of_fold, fit_temperature
 
     rng = np.random.default_rng(2)
     classes = ["a", "b", "c"]
@@ -222,7 +221,7 @@ def test_out_of_fold_calibration_never_sees_its_own_fold():
     y = np.asarray(classes)[np.where(rng.random(300) < 0.7, P.argmax(axis=1),
                                      rng.integers(0, 3, 300))]
     fold = np.arange(300) % 3
-    T, Q = _calibrate(y, P, fold, classes)
+    T, Q = calibrate_out_of_fold(y, P, fold, classes)
     assert T == fit_temperature(y, P, classes)
     for k in range(3):
         Tk = fit_temperature(y[fold != k], P[fold != k], classes)
