@@ -39,6 +39,7 @@ __all__ = [
     "METADATA_KEY",
     "default_extractor",
     "feature_set_version",
+    "versions_compatible",
     "extract_features",
     "extract_features_file",
     "read_features",
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 #: Version of the default feature set; bump when names or definitions change.
-FEATURE_SET_VERSION = "1.0"
+FEATURE_SET_VERSION = "1.1"
 #: Parquet metadata key of the feature-table description.
 METADATA_KEY = "lcpipe_features"
 
@@ -80,6 +81,36 @@ def feature_set_version(config: PeriodSearchConfig | None = None) -> str:
         return FEATURE_SET_VERSION
     digest = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()
     return f"{FEATURE_SET_VERSION}+{digest[:8]}"
+
+
+def versions_compatible(table_version: str, model_version: str) -> bool:
+    """Whether a feature table of ``table_version`` can feed a model of ``model_version``.
+
+    A minor version only adds features (``1.1`` added the prewhitened period and the period
+    ratios; every ``1.0`` feature is computed as before), so a table of the same major
+    version and at least the model's minor version holds the model's features unchanged.
+    The period-search suffix (``+<hash>``) must be identical.
+
+    Parameters
+    ----------
+    table_version, model_version : str
+        ``MAJOR.MINOR`` with an optional ``+<hash>`` suffix.
+
+    Returns
+    -------
+    bool
+    """
+    def parse(v: str) -> tuple[int, int, str] | None:
+        head, _, suffix = str(v).partition("+")
+        major, dot, minor = head.partition(".")
+        if not (dot and major.isdigit() and minor.isdigit()):
+            return None
+        return int(major), int(minor), suffix
+
+    t, m = parse(table_version), parse(model_version)
+    if t is None or m is None:
+        return str(table_version) == str(model_version)
+    return t[0] == m[0] and t[2] == m[2] and t[1] >= m[1]
 
 
 _WORKER_CACHE: dict[str, Extractor] = {}

@@ -1,4 +1,5 @@
-"""Periodic features: best period, periodogram peaks, Fourier shape, doubled-period test.
+"""Periodic features: best period, periodogram peaks, Fourier shape, doubled-period test,
+the period of the residuals (prewhitening) and period ratios.
 
 One group, because every value depends on the same period search: the
 search (:mod:`features.period`) runs once per light curve, then the light
@@ -44,7 +45,22 @@ _FEATURES: tuple[tuple[str, str, str], ...] = (
     ("double_odd_fraction", "fraction", "odd-harmonic share of the amplitude of the 2P fit"),
     ("double_min_diff", "mag", "depth difference of the two minima of the 2P fit"),
     ("double_max_diff", "mag", "height difference of the two maxima of the 2P fit"),
+    # 1.1: a second period after the first is removed, and period ratios (a ratio is a
+    # split no tree can make from the two periods alone: RRd pulsate in two modes with
+    # P1/P0 ~ 0.745, eclipsing binaries show P/2 and P)
+    ("prewhite_period", "day", "best period of the residuals of the 4-harmonic fit at the "
+     "period (the same search)"),
+    ("prewhite_power", "1", "GLS power of the residuals at that period"),
+    ("prewhite_period_ratio", "1", "shorter / longer of period and prewhite_period"),
+    ("peak2_period_ratio", "1", "shorter / longer of period and peak2_period"),
 )
+
+
+def _ratio(a: float, b: float) -> float:
+    """Shorter / longer of two periods, in (0, 1]; NaN if either is missing."""
+    if not (np.isfinite(a) and np.isfinite(b)) or min(a, b) <= 0:
+        return np.nan
+    return float(min(a, b) / max(a, b))
 
 
 class PeriodicFeatures(FeatureGroup):
@@ -135,4 +151,9 @@ class PeriodicFeatures(FeatureGroup):
         dbl = double_period_test(t, m, sigma, p, self.n_harmonics, fit_p=fit)
         if dbl is not None:
             out[22:26] = (dbl.f_odd, dbl.odd_fraction, dbl.min_diff, dbl.max_diff)
+        if fit is not None:
+            res2 = _search([(t, m - fit.model(t), sigma)], self._config)
+            if np.isfinite(res2.frequency):
+                out[26:29] = (res2.period, res2.power, _ratio(p, res2.period))
+        out[29] = _ratio(p, out[5])
         return out

@@ -191,11 +191,15 @@ def check_feature_table(fmeta: dict[str, Any], frame: pd.DataFrame, mmeta: dict[
     Raises
     ------
     pipeline.errors.InputError
-        Another feature-set version than the model's, or missing columns.
+        A feature-set version the model cannot read
+        (:func:`features.api.versions_compatible`: another major version or period search,
+        or an older minor version), or missing columns.
     """
+    from features.api import versions_compatible
     from pipeline.errors import InputError
 
-    if str(fmeta["feature_set_version"]) != str(mmeta["feature_set_version"]):
+    if not versions_compatible(str(fmeta["feature_set_version"]),
+                               str(mmeta["feature_set_version"])):
         raise InputError(source,
                          f"feature-set version {fmeta['feature_set_version']!r}, but model "
                          f"{model_source} was trained on version "

@@ -13,8 +13,8 @@ def _add_forest_params(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("forest")
     g.add_argument("--n-estimators", type=count(1), default=500, help="trees (default 500)")
     g.add_argument("--min-samples-leaf", type=count(1), default=1, help="default 1")
-    g.add_argument("--max-features", default="sqrt", type=_max_features,
-                   help="features per split: sqrt (default), log2, an int or a fraction")
+    g.add_argument("--max-features", default=0.2, type=_max_features,
+                   help="features per split: sqrt, log2, an int or a fraction (default 0.2)")
     g.add_argument("--class-weight", default="balanced",
                    choices=["balanced", "balanced_subsample", "none"],
                    help="class weights (default balanced)")

@@ -240,7 +240,8 @@ def test_units_and_constructor():
     assert g.config is cfg
     assert g.units == ("day", "1", "dex", "1", "count", "day", "1", "day", "1",
                        "mag", "mag", "mag", "mag", "1", "1", "rad", "rad", "mag", "fraction",
-                       "1", "1", "1", "1", "fraction", "mag", "mag")
+                       "1", "1", "1", "1", "fraction", "mag", "mag",
+                       "day", "1", "1", "1")  # 1.1: prewhitened period, power, two ratios
     with pytest.raises(ValueError, match=r"^PeriodicFeatures names assume n_harmonics=4$"):
         PeriodicFeatures(n_harmonics=3)
 
