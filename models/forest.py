@@ -64,8 +64,8 @@ class LightCurveForest(ClassifierMixin, BaseEstimator):
         Minimum samples per leaf.
     max_features : {"sqrt", "log2"}, int, float or None, default=0.2
         Features considered per split (a float: that fraction of them). 0.2 was chosen by
-        5-fold CV on the shared CRTS set: +0.2-0.4 points of accuracy over "sqrt" on 7 and
-        16 classes (docs/ensemble.md).
+        5-fold CV on the shared CRTS set: a few tenths of a point of accuracy over "sqrt"
+        on 7 and on 16 classes (docs/features.md).
     max_samples : int, float or None, default=None
         Bootstrap sample size (None: as many as training samples).
     class_weight : {"balanced", "balanced_subsample"}, dict or None, default="balanced"
