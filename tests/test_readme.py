@@ -17,3 +17,24 @@ def test_ci_runs_the_readme_test_command():
     main_job, tests = _readme_commands()
     assert "lcpipe demo" in main_job
     assert tests in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_results_command_is_in_the_one_command():
+    """Each command of the README's CRTS results table is a step of
+    benchmarks/eval_all_crts.py (one command regenerates the table), which lists them."""
+    import re
+    import subprocess
+    import sys
+
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Results on the shared CRTS set", 1)[1].split("\n## ", 1)[0]
+    quoted = set(re.findall(r"`(python benchmarks/[^`]+)`", section))
+    assert len(quoted) >= 6, quoted
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "eval_all_crts.py"),
+                          "--list", "--only", "forest,cnn,rpca,stack,hybrid,calibration,"
+                          "unknown,bundle,ood,robustness"],
+                         capture_output=True, text=True, check=True).stdout
+    listed = {ln.split(": ", 1)[1] for ln in out.splitlines()}
+    missing = sorted(q for q in quoted if q.replace("nice -n 10 ", "") not in listed)
+    assert not missing, missing
+    assert "one command" in section and "eval_all_crts.py" in section
