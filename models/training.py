@@ -482,9 +482,8 @@ def evaluate_model(kind: str, paths: dict[str, str], split_path: str | os.PathLi
     ids, m_classes, proba, pred, _ = predict_model(kind, model, meta, paths,
                                                    test["object_id"].to_numpy().astype(str),
                                                    settings)
-    frames = [prediction_frame(ids, kind, classes, class_columns(proba, m_classes, classes),
-                               pred, run_id=run_id, split="test",
-                               true_class=test["label"].to_numpy())]
+    test_proba = class_columns(proba, m_classes, classes)
+    frames = []
     train = split[split["split"] == "train"].reset_index(drop=True)
     if settings.cv_folds and len(train):
         tr_ids, X, in_meta = _inputs(kind, paths, train["object_id"].to_numpy().astype(str),
@@ -506,11 +505,11 @@ def evaluate_model(kind: str, paths: dict[str, str], split_path: str | os.PathLi
                                                                  classes)
         if cv_proba is not None and settings.calibrate:
             temperature, cv_proba = calibrate_out_of_fold(y, cv_proba, oof.fold, classes)
-            frames[0] = prediction_frame(ids, kind, classes, apply_temperature(
-                class_columns(proba, m_classes, classes), temperature), run_id=run_id,
-                split="test", true_class=test["label"].to_numpy())
+            test_proba = apply_temperature(test_proba, temperature)
         frames.append(prediction_frame(tr_ids, kind, classes, cv_proba, oof.y_pred,
                                        run_id=run_id, split="cv", fold=oof.fold, true_class=y))
+    frames.insert(0, prediction_frame(ids, kind, classes, test_proba, pred, run_id=run_id,
+                                      split="test", true_class=test["label"].to_numpy()))
     pred_path = wd / f"{kind}.predictions.parquet"
     write_predictions(pd.concat(frames, ignore_index=True), pred_path,
                       metadata={"model": kind, "trained_on": "training part",
