@@ -188,7 +188,7 @@ def classify_chunk(bundle_spec: str | os.PathLike[str], chunk: str | os.PathLike
     b = load_bundle(bundle_spec)
     wd = Path(workdir)
     grids = b.info["grids"]
-    temperatures = {str(k): float(v) for k, v in (b.info.get("temperatures") or {}).items()}
+    temperatures = _temperatures(b)
     classes = [str(c) for c in b.info["classes"]]
     by_kind: dict[str, pd.DataFrame] = {}
     out: dict[str, str] = {}
@@ -233,6 +233,22 @@ def classify_chunk(bundle_spec: str | os.PathLike[str], chunk: str | os.PathLike
     out["predictions"] = str(write_predictions(table,
                                                wd / "predictions.parquet",
                                                metadata={"bundle": str(b.path)}))
+    return out
+
+
+def _temperatures(b: Bundle) -> dict[str, float]:
+    """The bundle's temperatures (``bundle.json``), each a finite number > 0."""
+    raw = b.info.get("temperatures") or {}
+    out = {}
+    for k, v in (raw.items() if isinstance(raw, dict) else [("temperatures", raw)]):
+        try:
+            t = float(v)
+        except (TypeError, ValueError):
+            t = float("nan")
+        if not np.isfinite(t) or t <= 0:
+            raise InputError(b.path / "bundle.json", f"temperature of {k!r} must be a finite "
+                             f"number > 0, got {v!r}")
+        out[str(k)] = t
     return out
 
 

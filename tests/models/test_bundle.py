@@ -188,3 +188,19 @@ def test_load_rpca_refuses_foreign_files(tmp_path):
         load_rpca(tmp_path / "pickled.npz")
     with pytest.raises(InputError):
         load_rpca(tmp_path / "absent.npz")
+
+
+@pytest.mark.parametrize("bad", [{"forest": "warm"}, {"forest": 0}, {"forest": -1.0},
+                                 {"forest": float("nan")}, [1.0]])
+def test_bad_temperatures_are_a_clear_error(tmp_path, saved_models, bad):
+    """A bundle.json whose temperatures are not finite numbers > 0 is refused, naming the
+    file and the model, before any prediction; good ones come back as floats."""
+    from models.bundle import _temperatures
+
+    good = load_bundle(write_bundle(tmp_path / "g", _paths(saved_models),
+                                    _info(temperatures={"forest": 0.7})))
+    assert _temperatures(good) == {"forest": 0.7}
+    b = load_bundle(write_bundle(tmp_path / "b", _paths(saved_models),
+                                 _info(temperatures=bad)))
+    with pytest.raises(InputError, match=r"bundle\.json.*temperature .*finite number > 0"):
+        _temperatures(b)
