@@ -914,8 +914,9 @@ def load_cnn(directory: str | os.PathLike[str]) -> DmDtCNN:
     if kind == "HybridCNN":  # registers itself in ESTIMATORS
         from . import hybrid  # noqa: F401
     if kind not in ESTIMATORS:
+        known = [*ESTIMATORS, *(k for k in ("HybridCNN",) if k not in ESTIMATORS)]
         raise InputError(meta_path, f"unknown estimator {kind!r} in model metadata "
-                         f"(expected one of {', '.join(ESTIMATORS)})")
+                         f"(expected one of {', '.join(known)})")
     try:
         est = ESTIMATORS[kind](**meta["params"])
     except TypeError as exc:

@@ -184,13 +184,23 @@ def _count_batch_lut(t, m, offsets, dt_lo, dt_hi, mb, mn, fm, inv_w, off, dm_cli
 
 
 @numba.njit(cache=True, nogil=True)
+def _sub_mask(n):
+    """Index mask of the interleaved sub-histograms for a series of ``n`` points.
+
+    ``_SUB - 1`` (pair j goes to sub-histogram ``j & mask``) once the series has at
+    least ``_SUB_MIN_PAIRS`` pairs, else 0 (one histogram). Speed only: any mask
+    gives the same sums.
+    """
+    return _SUB - 1 if n * (n - 1) // 2 >= _SUB_MIN_PAIRS else 0
+
+
+@numba.njit(cache=True, nogil=True)
 def _count_series_ptr(t, m, start, end, dt_edges, ext, lut, lo, inv_w, ptr, sub, buf, out):
     """Count pairs of one series into ``out`` (n_dm, n_dt) with dt pointers (fallback)."""
     n_dt = dt_edges.shape[0] - 1
     n_dm = ext.shape[0] - 3
     top = lut.shape[0] - 1
-    n = end - start
-    mask = _SUB - 1 if n * (n - 1) // 2 >= _SUB_MIN_PAIRS else 0
+    mask = _sub_mask(end - start)
     for q in range(mask + 1):
         sub[q] = 0
     ptr[:] = start

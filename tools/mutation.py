@@ -119,7 +119,7 @@ GROUPS: dict[str, dict] = {
     },
     "cnn_predict": {
         "files": ["models/cnn.py"],
-        "tests": ["tests/models/test_cnn.py"],
+        "tests": ["tests/models/test_cnn_mutants.py", "tests/models/test_cnn.py"],
         # TensorFlow's thread pools do not survive a fork: fork each mutant from a server
         # that has only collected the tests
         "isolation": "forkserver",

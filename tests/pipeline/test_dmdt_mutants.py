@@ -494,3 +494,14 @@ def test_dmdt_table_of_no_objects_has_the_schema_and_no_rows():
                        n_points=img.n_points[:0], n_pairs=img.n_pairs[:0], meta=img.meta)
     full, none = dmdt_table(img), dmdt_table(empty)
     assert none.num_rows == 0 and none.schema == full.schema
+
+
+def test_sub_histogram_mask_threshold():
+    """The pointer kernel interleaves 4 sub-histograms (mask 3) from 20 000 pairs on:
+    200 points make 19 900 pairs (one histogram), 201 make 20 100. Speed only (the sums
+    are checked above for series on both sides); pinned so that the switch is where its
+    comment says."""
+    from pipeline._dmdt_impl import _SUB, _SUB_MIN_PAIRS, _sub_mask
+
+    assert (_SUB, _SUB_MIN_PAIRS) == (4, 20_000)
+    assert [_sub_mask(n) for n in (0, 1, 2, 200, 201, 250, 10_000)] == [0, 0, 0, 0, 3, 3, 3]
