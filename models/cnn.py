@@ -928,7 +928,7 @@ def load_cnn(directory: str | os.PathLike[str]) -> DmDtCNN:
         text = str(exc)
         why = ("it asks to run code when loaded (refused: lcpipe loads plain models only)"
                if "safe_mode" in text or "unsafe" in text.lower() else
-               text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__)
+               text.strip().splitlines()[0].rstrip()[:200] if text.strip() else type(exc).__name__)
         raise InputError(model_path, f"cannot load the Keras model: {why}") from exc
     n_out = int(model.output_shape[-1])
     if n_out != len(classes):

@@ -198,6 +198,11 @@ def test_check_input_meta_edges(linear, key):
         assert str(info.value) == (
             f"<images>: dm-dt images use other {words} ({len(other) - 1} bins) than the "
             f"model was trained on ({len(mine) - 1} bins, preset 'test')")
+    if key == "dm_edges":  # the 0 edge: relative 1e-9 of 0 is 0, no absolute slack
+        zero = list(mine)
+        zero[1] = 5e-9
+        with pytest.raises(InputError, match="other dm edges"):
+            clf.check_input_meta({key: zero})
     saved = clf.input_meta_
     try:
         clf.input_meta_ = {**META, "bins": "fine"}
@@ -346,6 +351,7 @@ def test_load_corrupt_and_code_carrying_archives(saved, tmp_path):
         load_cnn(d)
     text = str(info.value)
     assert text.startswith(f"{d / 'model.keras'}: cannot load the Keras model: ")
+    assert "asks to run code" not in text
     assert "\n" not in text and len(text) <= len(str(d / "model.keras")) + 2 + 31 + 200
 
     inp = keras.Input(SHAPE)
@@ -357,3 +363,39 @@ def test_load_corrupt_and_code_carrying_archives(saved, tmp_path):
     (d / "model.keras").write_bytes((tmp_path / "lam.keras").read_bytes())
     _refused(d, d / "model.keras", "cannot load the Keras model: it asks to run code when "
                                    "loaded (refused: lcpipe loads plain models only)")
+
+
+def test_load_imports_the_hybrid_module_for_a_hybrid_folder(saved, tmp_path, monkeypatch):
+    """``HybridCNN`` registers itself when ``models.hybrid`` is imported: a hybrid folder
+    loads in a process that has not imported it yet (here: the module forgotten)."""
+    import sys
+
+    import models
+    from models.cnn import ESTIMATORS
+
+    monkeypatch.delitem(ESTIMATORS, "HybridCNN", raising=False)
+    monkeypatch.delitem(sys.modules, "models.hybrid", raising=False)
+    monkeypatch.delattr(models, "hybrid", raising=False)
+    d = _copy(saved, tmp_path, lambda m: m.update(estimator="HybridCNN",
+                                                  params={"nonsense": 1}))
+    with pytest.raises(InputError, match="model metadata has unknown parameters"):
+        load_cnn(d)
+    assert "HybridCNN" in ESTIMATORS and ESTIMATORS["HybridCNN"].__name__ == "HybridCNN"
+
+
+@pytest.mark.parametrize(("raised", "why"), [
+    (ValueError(""), "ValueError"),
+    (OSError("   \n "), "OSError"),
+    (ValueError("first line " + "x" * 300 + "\nsecond line"), "first line " + "x" * 189),
+    (RuntimeError("  padded  \nmore"), "padded"),
+])
+def test_load_keras_failure_is_one_line(saved, tmp_path, monkeypatch, raised, why):
+    """Whatever Keras raises becomes one line: its first line cut to 200 characters, or
+    the exception's type when it says nothing."""
+    import keras
+
+    def fail(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(keras.saving, "load_model", fail)
+    _refused(saved, saved / "model.keras", f"cannot load the Keras model: {why}")
