@@ -505,3 +505,60 @@ def test_sub_histogram_mask_threshold():
 
     assert (_SUB, _SUB_MIN_PAIRS) == (4, 20_000)
     assert [_sub_mask(n) for n in (0, 1, 2, 200, 201, 250, 10_000)] == [0, 0, 0, 0, 3, 3, 3]
+
+
+def test_bit_table_kernel_with_a_dt_grid_starting_above_zero(rng):
+    """The table kernel skips, per point, the pairs closer in time than the first dt edge
+    (``jlo``): a grid starting at 0.5 d, times on a 0.25 d lattice so that many pairs lie
+    exactly on that edge (kept: bins are [lo, hi)) and just below it (dropped)."""
+    dm = np.array([-1.5, -0.5, -0.1, 0.0, 0.1, 0.5, 1.5])
+    dt = np.array([0.5, 0.75, 2.0, 10.0, 60.0])
+    assert _dt_table(tuple(dt), len(dm) + 1) is not None  # the table kernel, not pointers
+    series = []
+    for k, n in enumerate([3, 40, 160, 25]):
+        t = np.unique(rng.integers(0, 240, n)) * 0.25 + 1000.0 * k
+        m = np.round(rng.normal(0, 0.6, len(t)), 1)
+        series.append((f"o{k}", "r", t, m))
+    got = compute_dmdt(_lcs(series), DmDtBins("lo", dm, dt), norm="counts",
+                       method="numba").images[..., 0]
+    for k, (_, _, t, m) in enumerate(series):
+        np.testing.assert_array_equal(got[k], _reference(t, m, dm, dt))
+    assert got[:, :, 0].sum() > 40  # pairs exactly on the first edge (dt = 0.5) are counted
+
+
+def test_paper_norm_skips_empty_channels_only():
+    """ceil(255 count / pairs) per series and channel; a channel without pairs stays 0 and
+    the channels and series after it are still normalised."""
+    from pipeline._dmdt_impl import paper_norm
+
+    counts = np.zeros((2, 2, 3, 2), np.int64)
+    counts[0, :, :, 1] = [[1, 2, 0], [3, 0, 4]]  # 10 pairs
+    counts[1, :, :, 0] = [[0, 0, 7], [0, 0, 0]]  # 7 pairs
+    counts[1, :, :, 1] = [[1, 1, 1], [0, 0, 0]]  # 3 pairs
+    n_pairs = np.array([[0, 10], [7, 3]], np.int64)
+    out = paper_norm(counts, n_pairs)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out[0, :, :, 0], 0)
+    np.testing.assert_array_equal(out[0, :, :, 1], [[26, 51, 0], [77, 0, 102]])
+    np.testing.assert_array_equal(out[1, :, :, 0], [[0, 0, 255], [0, 0, 0]])
+    np.testing.assert_array_equal(out[1, :, :, 1], [[85, 85, 85], [0, 0, 0]])
+
+
+def test_pointer_lookup_table_size_limit():
+    """The pointer kernel's dm table has cells half the narrowest bin wide, at most
+    2**22 of them: exactly 2**22 is allowed, 2**23 is an error naming the count."""
+    from pipeline._dmdt_impl import _lookup
+
+    ext, lut, lo, inv_w = _lookup(np.array([0.0, 2.0**-21, 1.0]))
+    assert len(lut) == 2**22 + 2 and lo == 0.0 and inv_w == 2.0**22
+    assert list(lut[:3]) == [0, 1, 1] and lut[-1] == len(ext) - 2
+    with pytest.raises(ConfigError) as info:
+        _lookup(np.array([0.0, 2.0**-22, 1.0]))
+    assert str(info.value) == ("dm edges too unevenly spaced for the lookup table "
+                               "(8388608 cells); use method='numpy'")
+
+
+def test_available_backends_names_every_backend():
+    from pipeline._dmdt_impl import available_backends
+
+    assert available_backends() == ["numba", "numpy", "light-curve"]
