@@ -351,10 +351,40 @@ def collect(d: Path, spec: dict) -> dict[str, dict]:
 # --------------------------------------------------------------------------- run
 
 
+def refresh_tests(group: str, spec: dict, work: Path) -> tuple[Path, dict, list[str]]:
+    """For ``--recheck``: copy the group's test files (and tests/ helpers) from the work tree
+    into the scratch copy of an earlier run; return (dir, kernel manifest, mutants to rerun:
+    those not killed)."""
+    d = work / group
+    if not (d / "mutants").is_dir():
+        sys.exit(f"{d}: no earlier run of group {group!r} to recheck")
+    manifest: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in spec["files"]:  # the mutants must be of the work tree's source
+            mine = Path(tmp) / Path(f).name
+            shutil.copy2(ROOT / f, mine)
+            if f in spec.get("numba", []):
+                manifest[f[:-3].replace("/", ".")] = strip_kernels(mine)
+            if mine.read_text() != (d / f).read_text():
+                sys.exit(f"{f} changed since the run in {d}: run group {group!r} afresh")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
+    shutil.copytree(ROOT / "tests", d / "tests", ignore=ignore, dirs_exist_ok=True)
+    again = [row["mutant"] for info in collect(d, spec).values() for row in info["not_killed"]]
+    return d, manifest, again
+
+
 def run_group(group: str, spec: dict, work: Path, max_children: int, log,
-              max_minutes: float | None = None) -> dict:
+              max_minutes: float | None = None, recheck: bool = False) -> dict:
     t0 = time.monotonic()
-    d, manifest = prepare(group, spec, work)
+    if recheck:
+        d, manifest, names = refresh_tests(group, spec, work)
+        log(f"{group}: rechecking {len(names)} mutants not killed before")
+        if not names:
+            return {"group": group, "wall_s": 0.0, "returncode": 0, "stopped": False,
+                    "files": collect(d, spec)}
+    else:
+        d, manifest = prepare(group, spec, work)
+        names = spec.get("patterns", [])
     env = dict(os.environ,
                NUMBA_THREADING_LAYER="workqueue",  # OpenMP's layer is not fork-safe
                NUMBA_NUM_THREADS="1",
@@ -369,7 +399,7 @@ def run_group(group: str, spec: dict, work: Path, max_children: int, log,
     mutmut = Path(sys.executable).with_name("mutmut")
     if not mutmut.exists():
         sys.exit(f"{mutmut} not found: pip install 'mutmut>=3.8,<4' into this environment")
-    cmd = [str(mutmut), "run", "--max-children", str(max_children), *spec.get("patterns", [])]
+    cmd = [str(mutmut), "run", "--max-children", str(max_children), *names]
     stopped = False
     with open(work / f"{group}.log", "w") as out:
         # own session: on the time limit, mutmut and its forked mutant processes are ended
@@ -447,6 +477,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", type=Path, help="write the Markdown report here")
     p.add_argument("--collect-only", action="store_true",
                    help="report on the scratch copies of an earlier run, run nothing")
+    p.add_argument("--recheck", action="store_true",
+                   help="in the scratch copies of an earlier run, take the test files from "
+                        "the work tree again and rerun only the mutants not killed")
     a = p.parse_args(argv)
     if a.list:
         for g, s in GROUPS.items():
@@ -466,7 +499,8 @@ def main(argv: list[str] | None = None) -> int:
                             "files": collect(d, GROUPS[g])})
         else:
             results.append(run_group(g, GROUPS[g], a.workdir, a.max_children,
-                                     lambda s: print(s, flush=True), a.max_minutes))
+                                     lambda s: print(s, flush=True), a.max_minutes,
+                                     recheck=a.recheck))
         if not a.collect_only:
             (a.workdir / "results.json").write_text(json.dumps(results, indent=1))
     text = report(results)
