@@ -456,6 +456,50 @@ def test_augmented_images_only_from_training_part(lcs_and_labels):
     assert clf.n_augmented_ == 2 * clf.n_train_
 
 
+def test_augmented_copies_train_with_their_origin_and_label(rng):
+    """Provenance, from what Keras' fit receives: every training row is the image of an
+    object outside the validation part or a copy of one (each copy of those, once, with
+    its origin's label); no validation object and no copy of one is trained on."""
+    from models.evaluation import SampleCopies
+
+    n = 40
+    X = rng.random((n, 22, 24, 1)).astype(np.float32)
+    y = np.array(["a", "b", "c", "d"] * 10)
+    origin = np.repeat(np.arange(n), 2)
+    copies = (X[origin] + rng.random((2 * n, 22, 24, 1)).astype(np.float32)) * np.float32(2)
+    seen = {}
+
+    class Spy(DmDtCNN):
+        def _network(self, X, n_classes):
+            net = super()._network(X, n_classes)
+            fit = net.fit
+
+            def spy(x, y_fit, **kw):
+                seen.update(x=np.asarray(x), y=np.asarray(y_fit),
+                            val=np.asarray(kw["validation_data"][0]))
+                return fit(x, y_fit, **kw)
+
+            net.fit = spy
+            return net
+
+    clf = Spy(arch="mahabal2017", epochs=1, validation_fraction=0.25, random_state=0).fit(
+        X, y, augmentation=SampleCopies(copies, origin))
+    key = {X[i].tobytes(): ("orig", i) for i in range(n)}
+    key.update({copies[k].tobytes(): ("copy", k) for k in range(2 * n)})
+    val = {key[r.tobytes()] for r in seen["val"]}
+    assert all(kind == "orig" for kind, _ in val) and len(val) == n - clf.n_train_
+    val_objects = {i for _, i in val}
+    rows = [key[r.tobytes()] for r in seen["x"]]
+    assert len(rows) == len(set(rows)) == clf.n_train_ + clf.n_augmented_
+    train_objects = {i for kind, i in rows if kind == "orig"}
+    assert train_objects == set(range(n)) - val_objects
+    used = {k for kind, k in rows if kind == "copy"}
+    assert used == {k for k in range(2 * n) if origin[k] in train_objects}
+    for (kind, i), label in zip(rows, seen["y"], strict=True):
+        obj = i if kind == "orig" else origin[i]
+        assert clf.classes_[label] == y[obj]
+
+
 # --------------------------------------------------------------------------- CLI end to end
 
 

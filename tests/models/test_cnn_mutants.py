@@ -388,6 +388,10 @@ def test_load_imports_the_hybrid_module_for_a_hybrid_folder(saved, tmp_path, mon
     (OSError("   \n "), "OSError"),
     (ValueError("first line " + "x" * 300 + "\nsecond line"), "first line " + "x" * 189),
     (RuntimeError("  padded  \nmore"), "padded"),
+    (ValueError("pass safe_mode=False to load it"), "it asks to run code when loaded "
+                                                    "(refused: lcpipe loads plain models only)"),
+    (ValueError("Deserializing an Unsafe lambda"), "it asks to run code when loaded "
+                                                   "(refused: lcpipe loads plain models only)"),
 ])
 def test_load_keras_failure_is_one_line(saved, tmp_path, monkeypatch, raised, why):
     """Whatever Keras raises becomes one line: its first line cut to 200 characters, or

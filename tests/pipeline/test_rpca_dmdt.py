@@ -145,9 +145,44 @@ def test_cross_fitted_features_come_from_other_folds():
 
 
 def test_class_absent_from_an_inner_fold(rng):
+    """The out-of-fold features, written out: per stratified fold (seeded like the
+    estimator), an inner fit on the training part transforms the held-out images; a class
+    the inner part lacks (here the one-object class, in the fold that holds it out) takes
+    the full fit's subspace and threshold."""
+    import copy
+
+    from sklearn.model_selection import StratifiedKFold
+
     X, y, *_ = planted_stack(rng, n_per_class=(40, 30, 1))
-    F = DmDtRPCA(1, 2, cv=3).fit_transform(X, y)
+    est = DmDtRPCA(1, 2, cv=3)
+    F = est.fit_transform(X, y)
     assert np.isfinite(F).all()
+    names = list(est.get_feature_names_out())
+    full = DmDtRPCA(1, 2, cv=None).fit(X, y)
+    rare = est.classes_[np.argmin([np.sum(y == c) for c in est.classes_])]
+    skf = StratifiedKFold(3, shuffle=True, random_state=est.random_state)
+    with pytest.warns(UserWarning, match="least populated class"):
+        splits = list(skf.split(X.reshape(len(X), -1), y))
+    lacking = 0
+    for tr, te in splits:
+        inner = DmDtRPCA(1, 2, cv=None).fit(X[tr], y[tr])
+        if rare not in y[tr]:
+            lacking += 1
+            hand = copy.deepcopy(inner)
+            k = list(full.classes_).index(rare)
+            pos = {c: i for i, c in enumerate(inner.classes_)}
+            hand.classes_ = full.classes_
+            hand.class_components_ = [full.class_components_[k] if c == rare else
+                                      inner.class_components_[pos[c]] for c in full.classes_]
+            hand.class_thresholds_ = np.array([
+                full.class_thresholds_[k] if c == rare else inner.class_thresholds_[pos[c]]
+                for c in full.classes_])
+            inner = hand
+        G = inner.transform(X[te])
+        for j, name in enumerate(inner.get_feature_names_out()):
+            np.testing.assert_allclose(F[te, names.index(name)], G[:, j], rtol=1e-10,
+                                       atol=1e-12, err_msg=name)
+    assert lacking == 1
 
 
 def test_feature_pipeline_with_extra_columns(stack, rng):
