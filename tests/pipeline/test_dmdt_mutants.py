@@ -562,3 +562,92 @@ def test_available_backends_names_every_backend():
     from pipeline._dmdt_impl import available_backends
 
     assert available_backends() == ["numba", "numpy", "light-curve"]
+
+
+def test_table_kernel_pairs_exactly_on_edges_inside_cells():
+    """Edges that are not dyadic fractions lie inside the kernel's table cells, where
+    one exact comparison decides the bin; pairs whose dt or dm equal such an edge exactly
+    (times and magnitudes measured from a first point at 0) go to the bin above, as in
+    np.histogram2d."""
+    dm = np.array([-0.7, -0.3, 0.1, 0.3, 0.7, 1.1])
+    dt = np.array([0.0, 0.3, 0.7, 1.1, 2.9, 30.0])
+    assert _dt_table(tuple(dt), len(dm) + 1) is not None
+    t = np.array([0.0, 0.3, 0.7, 1.1, 2.9, 5.0, 12.25, 29.0])
+    m = np.array([0.0, 0.3, 0.7, -0.3, 1.1, 0.1, -0.7, 0.3])
+    got = compute_dmdt(_lcs([("x", "r", t, m)]), DmDtBins("in", dm, dt), norm="counts",
+                       method="numba").images[0, :, :, 0]
+    ref = _reference(t, m, dm, dt)
+    np.testing.assert_array_equal(got, ref)
+    # the pairs with the first point, by hand: bins [lo, hi), the last one closed
+    first = np.zeros_like(ref)
+    for tj, mj in zip(t[1:], m[1:], strict=True):
+        k = min(np.searchsorted(dt, tj, side="right") - 1, len(dt) - 2) if tj <= dt[-1] else -1
+        b = min(np.searchsorted(dm, mj, side="right") - 1, len(dm) - 2) if mj <= dm[-1] else -1
+        if 0 <= k < len(dt) - 1 and 0 <= b < len(dm) - 1:
+            first[b, k] += 1
+    rest = _reference(t[1:], m[1:], dm, dt)
+    np.testing.assert_array_equal(got - rest, first)
+    # on inner edges: (dt, dm) = (0.3, 0.3), (0.7, 0.7); on the closed last dm edge: (2.9, 1.1)
+    assert first[3, 1] == 1 and first[4, 2] == 1 and first[4, 4] == 1
+
+
+def test_kernel_with_magnitudes_far_beyond_the_grid():
+    """A series spanning more than the grid's dm range + 64 mag takes the clipped table;
+    its pairs are still counted exactly (those beyond the grid dropped)."""
+    rng = np.random.default_rng(4)
+    t = np.sort(rng.uniform(0, 400, 60))
+    m = np.round(rng.normal(15, 0.8, 60), 2)
+    m[[5, 17, 40]] = [99.0, -40.0, 160.0]
+    for grid in (MAHABAL, DmDtBins("ptr", PTR_DM, PTR_DT)):
+        got = compute_dmdt(_lcs([("x", "r", t, m)]), grid, norm="counts",
+                           method="numba").images[0, :, :, 0]
+        np.testing.assert_array_equal(got, _reference(t, m, grid.dm_edges, grid.dt_edges))
+
+
+def _raw_lcs(oids, offsets, t, m):
+    t, m = np.asarray(t, float), np.asarray(m, float)
+    return LightCurves(np.array(oids, object), np.array(["r"] * len(oids), object),
+                       np.asarray(offsets, np.int64), t, m, np.full(len(t), 0.1))
+
+
+def test_unclean_input_to_the_kernel_names_the_object():
+    """The compiled counts check their input: non-finite values and times that decrease
+    within a series are errors naming the series' object; a series starting before the
+    previous one ends, repeated times and rows outside the series (arrays shared with
+    other batches) are fine."""
+    from pipeline._dmdt_impl import counts_numba
+
+    dm, dt = np.asarray(MAHABAL.dm_edges), np.asarray(MAHABAL.dt_edges)
+    # rows 0-1 and 8 lie outside the batch: NaN and a time going back are not its business
+    t = [np.nan, 9.0, 5.0, 6.0, 7.5, 1.0, 1.0, 3.0, 0.5]
+    m = [np.nan, 1.0, 15.0, 15.2, 14.9, 16.0, 16.3, 16.1, np.inf]
+    lcs = _raw_lcs(["a", "b"], [2, 5, 8], t, m)
+    got = counts_numba(lcs, dm, dt)
+    np.testing.assert_array_equal(got[0], _reference(np.array(t[2:5]), np.array(m[2:5]), dm, dt))
+    np.testing.assert_array_equal(got[1], _reference(np.array(t[5:8]), np.array(m[5:8]), dm, dt))
+
+    cases = [
+        (["a", "b", "c"], [0, 2, 4, 6], [1, 2, 1, np.nan, 3, 4], "b",
+         "non-finite t or mag (input not clean: use clean=True or `lcpipe validate`)"),
+        (["a", "b", "c"], [0, 2, 4, 6], [1, 2, 1, 2, 3, 4], None, None),
+        (["a", "b", "c"], [0, 2, 4, 6], [1, 2, 1, 2, 3, 2.5], "c",
+         "times decrease within a series (input not sorted: use clean=True or "
+         "`lcpipe validate`)"),
+        (["a", "b", "c"], [0, 3, 5, 6], [1, 2, 1.5, 1, 2, 3], "a",
+         "times decrease within a series (input not sorted: use clean=True or "
+         "`lcpipe validate`)"),
+        (["a", "b"], [1, 3, 5], [7, 1, 2, 1, 2], None, None),  # row 0 outside
+        (["a", "b"], [1, 3, 5], [7, 1, 2, 2, 1], "b",
+         "times decrease within a series (input not sorted: use clean=True or "
+         "`lcpipe validate`)"),
+        (["a", "b"], [1, 3, 5], [7, 1, np.inf, 1, 2], "a",
+         "non-finite t or mag (input not clean: use clean=True or `lcpipe validate`)"),
+    ]
+    for oids, offsets, t, who, problem in cases:
+        lcs = _raw_lcs(oids, offsets, t, np.ones(len(t)))
+        if who is None:
+            counts_numba(lcs, dm, dt)
+            continue
+        with pytest.raises(InputError) as info:
+            counts_numba(lcs, dm, dt)
+        assert str(info.value) == f"<light curves>: object {who}: {problem}", (t, offsets)
