@@ -69,17 +69,15 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", default=",".join([*VARIANTS, *BOOSTED]))
     args = ap.parse_args(argv)
 
-    from features import FEATURE_SET_VERSION, extract_features_file
+    from _crts import cached_features
+
+    from features import FEATURE_SET_VERSION
     from models.evaluation import stratified_folds
     from models.forest import LightCurveForest
     from models.forest_files import load_training_set
-    from pipeline.contract import ColumnMap
 
     data = Path(args.data)
-    feats = Path(args.cache) / f"crts_features_v{FEATURE_SET_VERSION}.parquet"
-    if not feats.exists():
-        extract_features_file(data / "lightcurves.parquet", feats, ColumnMap.from_spec("crts"),
-                              n_jobs=args.jobs)
+    feats = cached_features(data, Path(args.cache), args.jobs)
     ts = load_training_set(feats, data / "labels.csv", args.classes)
     X, y = np.asarray(ts.X, dtype=np.float64), np.asarray(ts.y)
     classes = np.unique(y)

@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"CRTS data not found under {data}", file=sys.stderr)
         return 2
 
+    from _crts import cached_features
     from sklearn.metrics import log_loss
 
-    from features import FEATURE_SET_VERSION, extract_features_file
     from models.cnn import tensorflow_environment
     from models.evaluation import cross_validate, metrics_report, stratified_folds
     from models.forest import LightCurveForest
@@ -61,10 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.lightcurves import read_lightcurves
 
     tensorflow_environment()
-    feats = Path(args.cache) / f"crts_features_v{FEATURE_SET_VERSION}.parquet"
-    if not feats.exists():
-        extract_features_file(data / "lightcurves.parquet", feats, ColumnMap.from_spec("crts"),
-                              n_jobs=args.jobs)
+    feats = cached_features(data, Path(args.cache), args.jobs)
     lcs = read_lightcurves(data / "lightcurves.parquet", ColumnMap.from_spec("crts"))
     img_ids, images, _ = lightcurves_to_inputs(lcs, "fine")
     img_ids = img_ids.astype(str)

@@ -35,18 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--accuracy", type=float, default=0.95)
     args = ap.parse_args(argv)
 
-    from features import FEATURE_SET_VERSION, extract_features_file
+    from _crts import cached_features
+
     from models.evaluation import choose_threshold
     from models.forest import LightCurveForest, cross_validate_forest
     from models.forest_files import load_training_set
-    from pipeline.contract import ColumnMap
     from pipeline.io import atomic_path
 
     data = Path(args.data)
-    feats = Path(args.cache) / f"crts_features_v{FEATURE_SET_VERSION}.parquet"
-    if not feats.exists():
-        extract_features_file(data / "lightcurves.parquet", feats, ColumnMap.from_spec("crts"),
-                              n_jobs=args.jobs)
+    feats = cached_features(data, Path(args.cache), args.jobs)
     ts = load_training_set(feats, data / "labels.csv", "paper7")
     X, y = ts.X.to_numpy(), np.asarray(ts.y).astype(str)
     params = {"n_estimators": args.trees, "n_jobs": args.jobs, "random_state": 0}
