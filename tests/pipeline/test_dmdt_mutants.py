@@ -564,16 +564,19 @@ def test_available_backends_names_every_backend():
     assert available_backends() == ["numba", "numpy", "light-curve"]
 
 
-def test_table_kernel_pairs_exactly_on_edges_inside_cells():
+@pytest.mark.parametrize("far", [None, 200.0])
+def test_table_kernel_pairs_exactly_on_edges_inside_cells(far):
     """Edges that are not dyadic fractions lie inside the kernel's table cells, where
     one exact comparison decides the bin; pairs whose dt or dm equal such an edge exactly
     (times and magnitudes measured from a first point at 0) go to the bin above, as in
-    np.histogram2d."""
+    np.histogram2d. With a point 200 mag away the kernel clips dm (its other loop)."""
     dm = np.array([-0.7, -0.3, 0.1, 0.3, 0.7, 1.1])
     dt = np.array([0.0, 0.3, 0.7, 1.1, 2.9, 30.0])
     assert _dt_table(tuple(dt), len(dm) + 1) is not None
     t = np.array([0.0, 0.3, 0.7, 1.1, 2.9, 5.0, 12.25, 29.0])
     m = np.array([0.0, 0.3, 0.7, -0.3, 1.1, 0.1, -0.7, 0.3])
+    if far is not None:
+        t, m = np.append(t, 29.5), np.append(m, far)
     got = compute_dmdt(_lcs([("x", "r", t, m)]), DmDtBins("in", dm, dt), norm="counts",
                        method="numba").images[0, :, :, 0]
     ref = _reference(t, m, dm, dt)
@@ -642,6 +645,13 @@ def test_unclean_input_to_the_kernel_names_the_object():
          "`lcpipe validate`)"),
         (["a", "b"], [1, 3, 5], [7, 1, np.inf, 1, 2], "a",
          "non-finite t or mag (input not clean: use clean=True or `lcpipe validate`)"),
+        (["a", "b", "c"], [0, 2, 4, 6], [1, 2, np.nan, 1, 3, 4], "b",  # b's first row
+         "non-finite t or mag (input not clean: use clean=True or `lcpipe validate`)"),
+        (["a", "b"], [0, 1, 3], [5, 1, 2], None, None),  # one-point series, then earlier
+        (["a", "b"], [0, 2, 2], [1, 2], None, None),  # an empty last series
+        (["a", "b"], [0, 0, 3], [1, 3, 2], "b",  # an empty first series
+         "times decrease within a series (input not sorted: use clean=True or "
+         "`lcpipe validate`)"),
     ]
     for oids, offsets, t, who, problem in cases:
         lcs = _raw_lcs(oids, offsets, t, np.ones(len(t)))
