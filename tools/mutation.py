@@ -354,7 +354,7 @@ def collect(d: Path, spec: dict) -> dict[str, dict]:
 def refresh_tests(group: str, spec: dict, work: Path) -> tuple[Path, dict, list[str]]:
     """For ``--recheck``: copy the group's test files (and tests/ helpers) from the work tree
     into the scratch copy of an earlier run; return (dir, kernel manifest, mutants to rerun:
-    those not killed)."""
+    those not killed, and those a capped run did not check)."""
     d = work / group
     if not (d / "mutants").is_dir():
         sys.exit(f"{d}: no earlier run of group {group!r} to recheck")
@@ -369,7 +369,17 @@ def refresh_tests(group: str, spec: dict, work: Path) -> tuple[Path, dict, list[
                 sys.exit(f"{f} changed since the run in {d}: run group {group!r} afresh")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
     shutil.copytree(ROOT / "tests", d / "tests", ignore=ignore, dirs_exist_ok=True)
-    again = [row["mutant"] for info in collect(d, spec).values() for row in info["not_killed"]]
+    again = []  # survivors, and mutants a capped run did not reach
+    for f in spec["files"]:
+        meta = d / "mutants" / (f + ".meta")
+        codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+        patterns = spec.get("patterns")
+        if patterns:
+            import fnmatch
+            codes = {k: v for k, v in codes.items()
+                     if any(fnmatch.fnmatchcase(k, p) for p in patterns)}
+        again += [k for k, v in sorted(codes.items())
+                  if _status(v) not in ("killed", "timeout", "crash", "type check")]
     return d, manifest, again
 
 
@@ -378,7 +388,7 @@ def run_group(group: str, spec: dict, work: Path, max_children: int, log,
     t0 = time.monotonic()
     if recheck:
         d, manifest, names = refresh_tests(group, spec, work)
-        log(f"{group}: rechecking {len(names)} mutants not killed before")
+        log(f"{group}: rechecking {len(names)} mutants not killed or not checked before")
         if not names:
             return {"group": group, "wall_s": 0.0, "returncode": 0, "stopped": False,
                     "files": collect(d, spec)}
@@ -479,7 +489,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="report on the scratch copies of an earlier run, run nothing")
     p.add_argument("--recheck", action="store_true",
                    help="in the scratch copies of an earlier run, take the test files from "
-                        "the work tree again and rerun only the mutants not killed")
+                        "the work tree again and rerun only the mutants not killed (or not "
+                        "checked)")
     a = p.parse_args(argv)
     if a.list:
         for g, s in GROUPS.items():
