@@ -313,18 +313,26 @@ def _change(diff: str, def_line: int) -> tuple[int | None, str]:
     return line_no, f"- {' '.join(minus)}\n+ {' '.join(plus)}"
 
 
+def exit_codes(d: Path, f: str, spec: dict) -> dict[str, int | None]:
+    """mutmut's exit code per mutant of file ``f`` in scratch copy ``d`` (None: not run),
+    restricted to the group's mutant-name patterns."""
+    import fnmatch
+
+    meta = d / "mutants" / (f + ".meta")
+    codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+    patterns = spec.get("patterns")
+    if patterns:
+        codes = {k: v for k, v in codes.items()
+                 if any(fnmatch.fnmatchcase(k, p) for p in patterns)}
+    return codes
+
+
 def collect(d: Path, spec: dict) -> dict[str, dict]:
     """Per file: counts by status and the mutants not killed (with line and change)."""
     per_file: dict[str, dict] = {}
     wanted: list[tuple[str, str]] = []
     for f in spec["files"]:
-        meta = d / "mutants" / (f + ".meta")
-        codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
-        patterns = spec.get("patterns")
-        if patterns:
-            import fnmatch
-            codes = {k: v for k, v in codes.items()
-                     if any(fnmatch.fnmatchcase(k, p) for p in patterns)}
+        codes = exit_codes(d, f, spec)
         counts: dict[str, int] = {}
         rows = []
         for name, code in sorted(codes.items()):
@@ -371,13 +379,7 @@ def refresh_tests(group: str, spec: dict, work: Path) -> tuple[Path, dict, list[
     shutil.copytree(ROOT / "tests", d / "tests", ignore=ignore, dirs_exist_ok=True)
     again = []  # survivors, and mutants a capped run did not reach
     for f in spec["files"]:
-        meta = d / "mutants" / (f + ".meta")
-        codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
-        patterns = spec.get("patterns")
-        if patterns:
-            import fnmatch
-            codes = {k: v for k, v in codes.items()
-                     if any(fnmatch.fnmatchcase(k, p) for p in patterns)}
+        codes = exit_codes(d, f, spec)
         again += [k for k, v in sorted(codes.items())
                   if _status(v) not in ("killed", "timeout", "crash", "type check")]
     return d, manifest, again
