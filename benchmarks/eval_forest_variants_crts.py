@@ -86,14 +86,14 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"unknown variants {unknown}; choose from {[*VARIANTS, *BOOSTED]}")
     seeds = [int(s) for s in args.seeds.split(",")]
+    boosted = any(n in BOOSTED for n in names)  # forest+hgb needs both fits
+    fits = [n for n in VARIANTS if n in names or (boosted and n == "base")]
+    fits += ["hgb"] if boosted else []
     rows = []
     for seed in seeds:
         folds = stratified_folds(y, n_splits=5, seed=seed)
         proba: dict[str, np.ndarray] = {}
-        needed = [n for n in names if n in VARIANTS]
-        if any(n in BOOSTED for n in names):
-            needed = list(dict.fromkeys(["base", *needed]))
-        for name in [*needed, *(["hgb"] if any(n in BOOSTED for n in names) else [])]:
+        for name in fits:
             t0 = time.perf_counter()
             P = np.zeros((len(y), len(classes)))
             for train, test in folds:

@@ -47,20 +47,12 @@ sys.path.insert(0, str(ROOT))
 
 
 def _lc_features(data: Path, cache: Path, jobs: int):
-    """Light-curve feature table (object_id -> features), or None if unavailable."""
-    try:
-        from features import FEATURE_SET_VERSION, extract_features_file
-        from models.forest_files import load_training_set
-    except ImportError as exc:  # pragma: no cover - depends on the checkout
-        print(f"light-curve features unavailable ({exc}): forest comparison skipped")
-        return None
-    from pipeline.contract import ColumnMap
+    """Light-curve feature table (object_id -> features), its path and feature-set version."""
+    from _crts import cached_features
 
-    path = cache / f"crts_features_v{FEATURE_SET_VERSION}.parquet"
-    if not path.exists():
-        print(f"computing light-curve features -> {path} ...", flush=True)
-        extract_features_file(data / "lightcurves.parquet", path, ColumnMap.from_spec("crts"),
-                              n_jobs=jobs)
+    from models.forest_files import load_training_set
+
+    path = cached_features(data, cache, jobs)
     ts = load_training_set(path, data / "labels.csv", "all")
     frame = ts.X.copy()
     frame.index = ts.object_id
@@ -228,9 +220,7 @@ def main(argv=None) -> int:
     lc = None
     lc_source = None
     if not args.no_lc_features:
-        got = _lc_features(data, Path(args.cache), args.jobs)
-        if got is not None:
-            lc, lc_source, _ = got
+        lc, lc_source, _ = _lc_features(data, Path(args.cache), args.jobs)
     results = {"dmdt": {"bins": "mahabal2017", "norm": "paper", "objects": len(img),
                         "seconds": round(t_dmdt, 1)},
                "lc_features": lc_source, "cpu_count": os.cpu_count(), "runs": {}}

@@ -37,6 +37,7 @@ machine they make training epochs 1.3-1.5x and inference ~1.4x faster).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -848,6 +849,8 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
 #: estimator classes a model folder may name (``model.json`` ``estimator``); the hybrid
 #: network of :mod:`models.hybrid` registers itself here
 ESTIMATORS: dict[str, type] = {"DmDtCNN": DmDtCNN}
+#: estimators of other modules, imported by :func:`load_cnn` when a folder names them
+_ESTIMATOR_MODULES: dict[str, str] = {"HybridCNN": "models.hybrid"}
 
 #: what a CNN model folder holds (the training curves are written beside the model)
 _FOLDER_FILES = {_MODEL_FILE, _META_FILE, "training_curves.parquet", "training_curves.png"}
@@ -911,10 +914,10 @@ def load_cnn(directory: str | os.PathLike[str]) -> DmDtCNN:
                              "(an interrupted save, or files mixed from two models): "
                              "retrain, or restore the folder")
     kind = meta.get("estimator", "DmDtCNN")
-    if kind == "HybridCNN":  # registers itself in ESTIMATORS
-        from . import hybrid  # noqa: F401
+    if kind not in ESTIMATORS and kind in _ESTIMATOR_MODULES:  # registers itself when imported
+        importlib.import_module(_ESTIMATOR_MODULES[kind])
     if kind not in ESTIMATORS:
-        known = [*ESTIMATORS, *(k for k in ("HybridCNN",) if k not in ESTIMATORS)]
+        known = sorted({*ESTIMATORS, *_ESTIMATOR_MODULES})
         raise InputError(meta_path, f"unknown estimator {kind!r} in model metadata "
                          f"(expected one of {', '.join(known)})")
     try:

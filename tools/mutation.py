@@ -228,6 +228,8 @@ def prepare(group: str, spec: dict, work: Path) -> tuple[Path, dict]:
 
 # --------------------------------------------------------------------------- results
 
+#: statuses that count as a detected (killed) mutant in the score
+DETECTED = ("killed", "timeout", "crash", "type check")
 _KILLED = {1, 3}
 # a mutant process killed by SIGSEGV, SIGABRT, SIGBUS or SIGFPE: a compiled kernel that
 # crashed (numba does not check bounds unless NUMBA_BOUNDSCHECK): the mutant is detected
@@ -338,7 +340,7 @@ def collect(d: Path, spec: dict) -> dict[str, dict]:
         for name, code in sorted(codes.items()):
             st = _status(code)
             counts[st] = counts.get(st, 0) + 1
-            if st not in ("killed", "timeout", "crash", "type check", "not checked"):
+            if st not in (*DETECTED, "not checked"):
                 rows.append({"mutant": name, "status": st})
                 wanted.append((name, f))
         per_file[f] = {"counts": counts, "total": len(codes), "not_killed": rows}
@@ -360,9 +362,9 @@ def collect(d: Path, spec: dict) -> dict[str, dict]:
 
 
 def refresh_tests(group: str, spec: dict, work: Path) -> tuple[Path, dict, list[str]]:
-    """For ``--recheck``: copy the group's test files (and tests/ helpers) from the work tree
-    into the scratch copy of an earlier run; return (dir, kernel manifest, mutants to rerun:
-    those not killed, and those a capped run did not check)."""
+    """For ``--recheck``: check that the mutated files are unchanged, copy tests/ from the
+    work tree into the scratch copy of an earlier run; return (dir, kernel manifest,
+    mutants to rerun: those not killed, and those a capped run did not check)."""
     d = work / group
     if not (d / "mutants").is_dir():
         sys.exit(f"{d}: no earlier run of group {group!r} to recheck")
@@ -381,7 +383,7 @@ def refresh_tests(group: str, spec: dict, work: Path) -> tuple[Path, dict, list[
     for f in spec["files"]:
         codes = exit_codes(d, f, spec)
         again += [k for k, v in sorted(codes.items())
-                  if _status(v) not in ("killed", "timeout", "crash", "type check")]
+                  if _status(v) not in DETECTED]
     return d, manifest, again
 
 
@@ -443,7 +445,7 @@ def run_group(group: str, spec: dict, work: Path, max_children: int, log,
 def _score(info: dict) -> tuple[int, int]:
     """(killed, checked): timeouts and crashes count as killed."""
     c = info["counts"]
-    killed = sum(c.get(k, 0) for k in ("killed", "timeout", "crash", "type check"))
+    killed = sum(c.get(k, 0) for k in DETECTED)
     return killed, info["total"] - c.get("not checked", 0)
 
 
