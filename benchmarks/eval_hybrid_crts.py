@@ -8,12 +8,14 @@ The forest and the hybrid (:class:`models.hybrid.HybridCNN`, image branch ``vgg6
 (:func:`models.evaluation.cross_validate`) on the folds every lcpipe classifier uses
 (``stratified_folds(y, 5, seed=0)`` on the labelled objects sorted by id, as
 ``benchmarks/eval_forest_crts.py`` and ``eval_cnn_crts.py``); the hybrid once per network
-seed (mean and spread over seeds), the forest once (its anchor in the same run), and the
+seed (mean and spread over seeds; with several seeds also their ensemble, the mean of
+their probabilities, ``_seeds``), the forest once (its anchor in the same run), and the
 stack of the two (:class:`models.stacking.StackedClassifier` on their out-of-fold
 probabilities, cross-validated on the same folds as ``eval_stack_crts.py`` does). Features
 are cached like ``eval_forest_crts.py`` (``--cache``). Prints accuracy, balanced accuracy,
 macro-F1 and log loss per model and class set, and writes ``OUT/hybrid_crts.md`` and the
-out-of-fold predictions ``OUT/hybrid_{classes}_seed{k}.oof.parquet``.
+out-of-fold predictions ``OUT/hybrid_{classes}_seed{k}.oof.parquet``. ``--class-weight none``
+trains the hybrid without class weights (names gain ``_unweighted``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--class-weight", choices=["balanced", "none"], default="balanced",
+                    help="the hybrid's class weights ('none': every object counts the same; "
+                    "the output names gain '_unweighted')")
     args = ap.parse_args(argv)
     data = Path(args.data)
     if not (data / "lightcurves.parquet").exists():
@@ -68,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     seeds = [int(s) for s in args.seeds.split(",")]
+    class_weight = None if args.class_weight == "none" else "balanced"
+    tag = "" if class_weight else "_unweighted"
     lines = [f"# Hybrid network vs forest on CRTS (stratified {args.folds}-fold CV)", ""]
     table = ["| classes | model | seed | accuracy | balanced accuracy | macro-F1 | log loss "
              "| fit s/fold |", "|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -80,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         X_img = images[[pos[o] for o in ids]]
         folds = stratified_folds(y, args.folds, seed=0)
 
-        def score(oof, name: str, seed: int, seconds: float, *, classes=classes, ids=ids,
+        def score(oof, name: str, seed: int | str, seconds: float, *, classes=classes, ids=ids,
                   y=y, folds=folds) -> None:
             rep = metrics_report(y, oof.y_pred, oof.classes)
             p = np.clip(oof.proba, 1e-15, 1)  # float32 network outputs sum to 1 to ~1e-7
@@ -99,19 +107,33 @@ def main(argv: list[str] | None = None) -> int:
                                                  random_state=0), F, y, folds)
         score(forest, "forest", 0, time.perf_counter() - t0)
         X = hybrid_inputs(X_img, F)
+        seed_probas = []
         for seed in seeds:
             t0 = time.perf_counter()
-            oof = cross_validate(HybridCNN(arch="vgg6", epochs=args.epochs, random_state=seed),
+            oof = cross_validate(HybridCNN(arch="vgg6", epochs=args.epochs, random_state=seed,
+                                           class_weight=class_weight),
                                  X, y, folds,
                                  log=lambda line: print(line, file=sys.stderr, flush=True))
-            score(oof, "hybrid", seed, time.perf_counter() - t0)
+            score(oof, f"hybrid{tag}", seed, time.perf_counter() - t0)
+            seed_probas.append(oof.proba)
             # the stack of the forest and the hybrid, nested on the same folds
             t0 = time.perf_counter()
             st = cross_validate(StackedClassifier(base_models=["forest", "hybrid"]),
                                 stack_inputs([forest.proba, oof.proba]), y, folds)
-            score(st, "stack_forest_hybrid", seed, time.perf_counter() - t0)
+            score(st, f"stack_forest_hybrid{tag}", seed, time.perf_counter() - t0)
+        if len(seeds) > 1:
+            # the seed ensemble: the mean of the seeds' out-of-fold probabilities (every
+            # seed's network saw the same training objects in a fold), and its stack
+            mean = np.mean(seed_probas, axis=0)
+            ens = replace(oof, proba=mean, y_pred=oof.classes[mean.argmax(axis=1)],
+                          fit_seconds=[])
+            seed_tag = "+".join(map(str, seeds))
+            score(ens, f"hybrid{tag}_seeds", seed_tag, 0.0)
+            st = cross_validate(StackedClassifier(base_models=["forest", "hybrid"]),
+                                stack_inputs([forest.proba, mean]), y, folds)
+            score(st, f"stack_forest_hybrid{tag}_seeds", seed_tag, 0.0)
     text = "\n".join(lines + table) + "\n"
-    with atomic_path(out / "hybrid_crts.md") as tmp:
+    with atomic_path(out / f"hybrid_crts{tag}.md") as tmp:
         tmp.write_text(text)
     print(text)
     return 0

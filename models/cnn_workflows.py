@@ -59,6 +59,8 @@ class CNNTrainConfig:
     patience : int, default=4
     max_class_weight : float, default=10.0
         Cap of the balanced class weights.
+    class_weight : {'balanced', None}, default='balanced'
+        Class weights of the loss (``None``: every object counts the same).
     seed : int, default=0
         Seed of the network, the validation split and the augmentation.
     augment_fraction : (float, float), default=(0.4, 0.9)
@@ -71,6 +73,7 @@ class CNNTrainConfig:
     validation_fraction: float = 0.15
     patience: int = 4
     max_class_weight: float = 10.0
+    class_weight: str | None = "balanced"
     seed: int = 0
     augment_fraction: tuple[float, float] = (0.4, 0.9)
 
@@ -81,7 +84,8 @@ class CNNTrainConfig:
         return DmDtCNN(arch=arch, epochs=self.epochs, batch_size=self.batch_size,
                        learning_rate=self.learning_rate,
                        validation_fraction=self.validation_fraction, patience=self.patience,
-                       max_class_weight=self.max_class_weight, random_state=self.seed)
+                       max_class_weight=self.max_class_weight,
+                       class_weight=self.class_weight, random_state=self.seed)
 
 
 @dataclass(frozen=True)

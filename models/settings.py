@@ -65,6 +65,10 @@ class TrainSettings(IngestSettings):
     cnn_learning_rate: float | None = Field(None, gt=0.0, description="initial Adam learning "
                                             "rate (None: the architecture's default, "
                                             "models.cnn.DEFAULT_LEARNING_RATE)")
+    cnn_class_weight: Literal["balanced", "none"] = Field(
+        "balanced", description="loss weights of the networks (CNN, hybrid): 'balanced' "
+        "(n / (n_classes n_c), capped at cnn_max_class_weight) or 'none' (every object "
+        "counts the same)")
     cnn_max_class_weight: float = Field(10.0, gt=0.0, description="cap of the balanced class "
                                         "weights of the CNN")
     forest_n_estimators: int = Field(500, ge=1, description="trees of the random forest")

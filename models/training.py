@@ -268,6 +268,11 @@ def image_inputs(images_path: str | os.PathLike[str], object_ids: np.ndarray | N
 # ----------------------------------------------------------------------------- models
 
 
+def _network_class_weight(settings: TrainSettings) -> str | None:
+    """The networks' ``class_weight`` parameter from the settings' name for it."""
+    return None if settings.cnn_class_weight == "none" else "balanced"
+
+
 def _estimator(kind: str, settings: TrainSettings) -> Any:
     """A fresh, unfitted estimator of model ``kind`` under ``settings``."""
     if kind == "forest":
@@ -282,6 +287,7 @@ def _estimator(kind: str, settings: TrainSettings) -> Any:
         return DmDtCNN(arch=CNN_PRESETS[settings.cnn_preset][1], epochs=settings.cnn_epochs,
                        learning_rate=settings.cnn_learning_rate,
                        max_class_weight=settings.cnn_max_class_weight,
+                       class_weight=_network_class_weight(settings),
                        random_state=settings.seed)
     if kind == "hybrid":
         from .hybrid import HybridCNN
@@ -289,6 +295,7 @@ def _estimator(kind: str, settings: TrainSettings) -> Any:
         return HybridCNN(arch=CNN_PRESETS[settings.cnn_preset][1], epochs=settings.cnn_epochs,
                          learning_rate=settings.cnn_learning_rate,
                          max_class_weight=settings.cnn_max_class_weight,
+                         class_weight=_network_class_weight(settings),
                          random_state=settings.seed)
     if kind == "rpca_nearest":
         from pipeline.rpca_dmdt import DmDtRPCA

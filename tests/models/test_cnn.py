@@ -500,6 +500,61 @@ def test_augmented_copies_train_with_their_origin_and_label(rng):
         assert clf.classes_[label] == y[obj]
 
 
+@pytest.mark.parametrize("class_weight", ["balanced", None])
+def test_sample_weights_keras_receives(rng, class_weight):
+    """The loss weights of every training and validation row, from what Keras' fit gets:
+    n / (n_classes n_c) over the training rows (capped) when balanced, 1 when None."""
+    y = np.array(["a"] * 30 + ["b"] * 6 + ["c"] * 4)
+    X = rng.random((len(y), 22, 24, 1)).astype(np.float32)
+    seen = {}
+
+    class Spy(DmDtCNN):
+        def _network(self, X, n_classes):
+            net = super()._network(X, n_classes)
+            fit = net.fit
+
+            def spy(x, y_fit, **kw):
+                seen.update(y=np.asarray(y_fit), w=np.asarray(kw["sample_weight"]),
+                            y_val=np.asarray(kw["validation_data"][1]),
+                            w_val=np.asarray(kw["validation_data"][2]))
+                return fit(x, y_fit, **kw)
+
+            net.fit = spy
+            return net
+
+    clf = Spy(arch="mahabal2017", epochs=1, validation_fraction=0.25, class_weight=class_weight,
+              max_class_weight=3.0, random_state=0).fit(X, y)
+    n_tr = np.bincount(seen["y"], minlength=3)
+    want = (np.minimum(len(seen["y"]) / (3 * n_tr), 3.0) if class_weight else np.ones(3))
+    if class_weight:
+        assert want.max() == 3.0 and len(set(np.round(want, 9))) == 3  # the cap bites once
+    np.testing.assert_allclose(seen["w"], want[seen["y"]], rtol=1e-6)
+    np.testing.assert_allclose(seen["w_val"], want[seen["y_val"]], rtol=1e-6)
+    assert clf.class_weight_ == pytest.approx({i: float(want[i]) for i in range(3)})
+
+
+def test_class_weight_setting_reaches_every_network():
+    """``cnn_class_weight`` of the train settings, ``CNNTrainConfig.class_weight`` and
+    ``lcpipe cnn --class-weight`` all set the estimators' ``class_weight``."""
+    from flows.cli import cnn as cli_cnn
+    from models.cnn_workflows import CNNTrainConfig
+    from models.settings import TrainSettings
+    from models.training import _estimator
+
+    for name, want in (("balanced", "balanced"), ("none", None)):
+        settings = TrainSettings(cnn_class_weight=name)
+        for kind in ("cnn", "hybrid"):
+            assert _estimator(kind, settings).class_weight == want, (kind, name)
+        assert CNNTrainConfig(class_weight=want).estimator("vgg6").class_weight == want
+        p = __import__("argparse").ArgumentParser()
+        cli_cnn._add_training(p)
+        assert cli_cnn._config(p.parse_args(["--class-weight", name])).class_weight == want
+    assert TrainSettings().cnn_class_weight == "balanced"
+    assert CNNTrainConfig().class_weight == "balanced"
+    with pytest.raises(Exception, match="cnn_class_weight"):
+        TrainSettings(cnn_class_weight="inverse")
+
+
 # --------------------------------------------------------------------------- CLI end to end
 
 

@@ -1,0 +1,162 @@
+"""The CNN's training levers on CRTS, measured on all 5 folds and several network seeds.
+
+    nice -n 10 python benchmarks/eval_cnn_levers_crts.py [--variants base,unweighted,aug2]
+        [--seeds 0,1,2] [-o lcpipe-out/cnn_levers_crts] [--classes paper7]
+
+Each variant is the best CNN (``fine/vgg6``) with one thing changed; each runs
+through :func:`models.cnn_workflows.cross_validate_cnn` (lcpipe's CV path, the
+folds of ``stratified_folds(y, 5, seed=0)`` on objects sorted by object_id, as
+every other CRTS number) once per network seed. A (variant, seed) whose
+``cv_results.json`` exists is read back, not rerun, so the sweep can be extended
+or resumed. Printed per variant: accuracy and balanced accuracy per seed, their
+mean and standard deviation over the seeds, and the accuracy of the seed ensemble
+(the mean of the seeds' out-of-fold probabilities; every seed's network saw the
+same training objects for a given fold, so no object's label reaches its own
+prediction). Written: ``OUT/<classes>/<variant>/seed<k>/`` (the CV files) and
+``OUT/<classes>/levers.md`` (the table).
+
+Variants (``VARIANTS``): ``base`` (the defaults), ``unweighted`` (no class
+weights), ``aug2`` (2 sparser-cadence copies of each training light curve, 3x the
+training time), ``patient`` (early-stopping patience 8, learning-rate patience 3,
+up to 60 epochs), ``mahabal2017`` (the authors' network on the same input),
+``dmdtnet`` (lcpipe's batch-normalised network), and ``unweighted_patient``,
+``unweighted_dmdtnet`` (those two changes on top of ``unweighted``).
+About 4-5 min per (variant, seed) on 2 idle cores, 3x that for ``aug2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CRTS = ROOT.parent / "shared" / "data" / "crts"
+
+#: name -> (representation, architecture, augmented copies, CNNTrainConfig changes)
+VARIANTS: dict[str, tuple[str, str, int, dict]] = {
+    "base": ("fine", "vgg6", 0, {}),
+    "unweighted": ("fine", "vgg6", 0, {"class_weight": None}),
+    "aug2": ("fine", "vgg6", 2, {}),
+    "patient": ("fine", "vgg6", 0, {"patience": 8, "epochs": 60}),
+    "mahabal2017": ("fine", "mahabal2017", 0, {}),
+    "dmdtnet": ("fine", "dmdtnet", 0, {}),
+    "unweighted_patient": ("fine", "vgg6", 0, {"class_weight": None, "patience": 8,
+                                                "epochs": 60}),
+    "unweighted_dmdtnet": ("fine", "dmdtnet", 0, {"class_weight": None}),
+}
+
+
+def run_variant(name: str, seed: int, classes: str, out: Path, log) -> Path:
+    """Cross-validate one (variant, seed) unless its results exist; return its folder."""
+    from models.cnn_workflows import CNNTrainConfig, CVRun, cross_validate_cnn
+
+    folder = out / name / f"seed{seed}"
+    if (folder / "cv_results.json").exists():
+        return folder
+    rep, arch, augment, changes = VARIANTS[name]
+    config = replace(CNNTrainConfig(seed=seed), **changes)
+    cross_validate_cnn(CRTS / "lightcurves.parquet", CRTS / "labels.csv", folder,
+                       [CVRun(rep, arch, augment)], classes=classes, config=config,
+                       log=lambda line: log(f"{name} seed {seed}: {line}"))
+    return folder
+
+
+def _oof(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], float]:
+    """Object ids, true classes, probabilities, classes and mean fit seconds of a run."""
+    from models.predictions import read_predictions
+
+    frame, _ = read_predictions(folder / "oof_predictions.parquet")
+    frame = frame.sort_values("object_id", kind="stable")
+    cls = [c[len("prob_"):] for c in frame.columns if c.startswith("prob_")]
+    res = json.loads((folder / "cv_results.json").read_text())
+    fit_s = float(np.mean(res["runs"][0]["fit_seconds"]))
+    return (frame["object_id"].to_numpy(str), frame["true_class"].to_numpy(str),
+            frame[[f"prob_{c}" for c in cls]].to_numpy(float), cls, fit_s)
+
+
+def summarise(out: Path, names: list[str], seeds: list[int]) -> str:
+    """Markdown table of the variants over the seeds found under ``out``."""
+    from models.evaluation import metrics_report
+
+    head = ("| variant | " + " | ".join(f"seed {s}" for s in seeds)
+            + " | mean accuracy | sd | mean balanced | seed ensemble | fit s/fold |")
+    lines = [head, "|---|" + "---:|" * (len(seeds) + 5)]
+    for name in names:
+        cells, acc, bal, probs, fits = [], [], [], [], []
+        ids0 = y = cls = None
+        for s in seeds:
+            folder = out / name / f"seed{s}"
+            if not (folder / "cv_results.json").exists():
+                cells.append("-")
+                continue
+            ids, yt, p, c, fit_s = _oof(folder)
+            if ids0 is None:
+                ids0, y, cls = ids, yt, c
+            elif not (np.array_equal(ids, ids0) and c == cls):
+                raise RuntimeError(f"{folder}: other objects or classes than seed {seeds[0]}")
+            r = metrics_report(y, np.asarray(cls)[p.argmax(1)], cls)
+            acc.append(r["accuracy"])
+            bal.append(r["balanced_accuracy"])
+            probs.append(p)
+            fits.append(fit_s)
+            cells.append(f"{r['accuracy']:.4f} / {r['balanced_accuracy']:.4f}")
+        if not acc:
+            continue
+        ens = "-"
+        if len(probs) > 1:
+            e = metrics_report(y, np.asarray(cls)[np.mean(probs, 0).argmax(1)], cls)
+            ens = f"{e['accuracy']:.4f} / {e['balanced_accuracy']:.4f}"
+        sd = f"{np.std(acc, ddof=1):.4f}" if len(acc) > 1 else "-"
+        lines.append(f"| {name} | " + " | ".join(cells)
+                     + f" | {np.mean(acc):.4f} | {sd} | {np.mean(bal):.4f} | {ens} | "
+                     f"{np.mean(fits):.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-o", "--output", default=str(ROOT / "lcpipe-out" / "cnn_levers_crts"))
+    ap.add_argument("--variants", default="base,unweighted,aug2",
+                    help=f"comma-separated, from {', '.join(VARIANTS)}")
+    ap.add_argument("--seeds", default="0,1,2", help="network seeds, comma-separated")
+    ap.add_argument("--classes", default="paper7", choices=["paper7", "all"])
+    ap.add_argument("--summary-only", action="store_true", help="tabulate what exists")
+    args = ap.parse_args()
+    names = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        print(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}",
+              file=sys.stderr)
+        return 2
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    if not (CRTS / "lightcurves.parquet").exists():
+        print(f"CRTS data not found under {CRTS}", file=sys.stderr)
+        return 2
+    out = Path(args.output) / args.classes
+    if not args.summary_only:
+        from models.cnn import tensorflow_environment
+
+        tensorflow_environment()
+        for seed in seeds:  # seed-major: every variant gets seed 0 before any gets seed 1
+            for name in names:
+                run_variant(name, seed, args.classes, out,
+                            lambda line: print(line, file=sys.stderr, flush=True))
+    table = summarise(out, names, seeds)
+    text = (f"# CNN levers, CRTS {args.classes}, 5-fold CV (fold seed 0), network seeds "
+            f"{', '.join(map(str, seeds))}\n\naccuracy / balanced accuracy\n\n{table}\n")
+    out.mkdir(parents=True, exist_ok=True)
+    from pipeline.io import atomic_path
+
+    with atomic_path(out / "levers.md") as tmp:
+        tmp.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
