@@ -14,10 +14,13 @@
     Dropout 0.25, 2 x Conv2D 32 3x3, MaxPool, Dropout 0.25, Dense 256,
     Dropout 0.5, Dense softmax.
 ``dmdtnet``
-    Ours: the same VGG layout with 'same' padding (edge bins of the dm-dt grid
-    are convolved as often as the centre), batch normalisation and global
-    average pooling over dm instead of flattening, so that a class pattern at
-    a given dt is recognised wherever it sits in dm.
+    Ours: 3 x [Conv2D 3x3 with 'same' padding (16, 32, 64 filters; edge bins
+    of the dm-dt grid are convolved as often as the centre), batch
+    normalisation, relu, MaxPool 2, Dropout], Dense 128, Dropout 0.4, Dense
+    softmax. The batch normalisation's momentum is 0.9, not Keras' 0.99: dm-dt
+    pixels are faint (hundredths), the moving variance starts at 1, and at
+    0.99 it was still far above the batch variance when early stopping ended
+    the fit, so inference-mode predictions were near-constant.
 
 Keras and its backend are imported lazily, on first use, so ``import
 models.cnn`` is cheap. The model code uses only ``keras`` and
@@ -182,7 +185,7 @@ def _dmdtnet(keras: Any, input_shape: tuple[int, ...], n_classes: int) -> Any:
     x = inp
     for i, filters in enumerate((16, 32, 64), start=1):
         x = L.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
-        x = L.BatchNormalization(name=f"bn{i}")(x)
+        x = L.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
         x = L.Activation("relu", name=f"relu{i}")(x)
         x = L.MaxPooling2D(2, name=f"pool{i}")(x)
         x = L.Dropout(0.1 * i, name=f"drop{i}")(x)
