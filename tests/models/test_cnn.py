@@ -477,6 +477,25 @@ def test_augmented_images_only_from_training_part(lcs_and_labels):
     assert clf.n_augmented_ == 2 * clf.n_train_
 
 
+def _fit_spy(record):
+    """A DmDtCNN subclass whose network calls ``record(x, y, fit_kwargs)`` with what Keras'
+    ``fit`` receives, then fits."""
+
+    class Spy(DmDtCNN):
+        def _network(self, X, n_classes):
+            net = super()._network(X, n_classes)
+            fit = net.fit
+
+            def spy(x, y_fit, **kw):
+                record(np.asarray(x), np.asarray(y_fit), kw)
+                return fit(x, y_fit, **kw)
+
+            net.fit = spy
+            return net
+
+    return Spy
+
+
 def test_augmented_copies_train_with_their_origin_and_label(rng):
     """Provenance, from what Keras' fit receives: every training row is the image of an
     object outside the validation part or a copy of one (each copy of those, once, with
@@ -489,20 +508,8 @@ def test_augmented_copies_train_with_their_origin_and_label(rng):
     origin = np.repeat(np.arange(n), 2)
     copies = (X[origin] + rng.random((2 * n, 22, 24, 1)).astype(np.float32)) * np.float32(2)
     seen = {}
-
-    class Spy(DmDtCNN):
-        def _network(self, X, n_classes):
-            net = super()._network(X, n_classes)
-            fit = net.fit
-
-            def spy(x, y_fit, **kw):
-                seen.update(x=np.asarray(x), y=np.asarray(y_fit),
-                            val=np.asarray(kw["validation_data"][0]))
-                return fit(x, y_fit, **kw)
-
-            net.fit = spy
-            return net
-
+    Spy = _fit_spy(lambda x, y_fit, kw: seen.update(
+        x=x, y=y_fit, val=np.asarray(kw["validation_data"][0])))
     clf = Spy(arch="mahabal2017", epochs=1, validation_fraction=0.25, random_state=0).fit(
         X, y, augmentation=SampleCopies(copies, origin))
     key = {X[i].tobytes(): ("orig", i) for i in range(n)}
@@ -528,21 +535,9 @@ def test_sample_weights_keras_receives(rng, class_weight):
     y = np.array(["a"] * 30 + ["b"] * 6 + ["c"] * 4)
     X = rng.random((len(y), 22, 24, 1)).astype(np.float32)
     seen = {}
-
-    class Spy(DmDtCNN):
-        def _network(self, X, n_classes):
-            net = super()._network(X, n_classes)
-            fit = net.fit
-
-            def spy(x, y_fit, **kw):
-                seen.update(y=np.asarray(y_fit), w=np.asarray(kw["sample_weight"]),
-                            y_val=np.asarray(kw["validation_data"][1]),
-                            w_val=np.asarray(kw["validation_data"][2]))
-                return fit(x, y_fit, **kw)
-
-            net.fit = spy
-            return net
-
+    Spy = _fit_spy(lambda x, y_fit, kw: seen.update(
+        y=y_fit, w=np.asarray(kw["sample_weight"]), y_val=np.asarray(kw["validation_data"][1]),
+        w_val=np.asarray(kw["validation_data"][2])))
     clf = Spy(arch="mahabal2017", epochs=1, validation_fraction=0.25, class_weight=class_weight,
               max_class_weight=3.0, random_state=0).fit(X, y)
     n_tr = np.bincount(seen["y"], minlength=3)
