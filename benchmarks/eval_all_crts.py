@@ -5,8 +5,8 @@
 Runs, in dependency order, the evaluation scripts the README's results table names (each writes
 its Markdown under ``lcpipe-out/`` and prints it): the forest first (its features are cached),
 the CNNs, the robust PCA, the stack (reads the forest's and the CNN's out-of-fold
-probabilities), the CNN without class weights over three network seeds (7 classes) and one
-(16), the hybrid (with and without class weights), calibration (reads the hybrid's),
+probabilities), the CNN with and without class weights over three network seeds (7 and 16
+classes), the hybrid (with and without class weights), calibration (reads the hybrid's),
 "unknown", the robust-PCA out-of-distribution check (reads a train run on CRTS, e.g. of
 ``build_crts_bundle.py``; give ``--only bundle`` first on a fresh clone) and the robustness
 of the shipped bundle.
@@ -33,7 +33,7 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("stack", ("benchmarks/eval_stack_crts.py",)),
     ("cnn_levers", ("benchmarks/eval_cnn_levers_crts.py", "--seeds", "0,1,2")),
     ("cnn_levers_all", ("benchmarks/eval_cnn_levers_crts.py", "--classes", "all",
-                        "--seeds", "0")),
+                        "--seeds", "0,1,2")),
     ("hybrid", ("benchmarks/eval_hybrid_crts.py",)),
     ("hybrid_unweighted", ("benchmarks/eval_hybrid_crts.py", "--classes", "paper7",
                            "--class-weight", "none")),
