@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from _crts import cached_features
     from sklearn.metrics import log_loss
 
-    from models.cnn import tensorflow_environment
+    from models.cnn import class_weight_from_name, tensorflow_environment
     from models.evaluation import cross_validate, metrics_report, stratified_folds
     from models.forest import LightCurveForest
     from models.forest_files import load_training_set
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     seeds = [int(s) for s in args.seeds.split(",")]
-    class_weight = None if args.class_weight == "none" else "balanced"
+    class_weight = class_weight_from_name(args.class_weight)
     tag = "" if class_weight else "_unweighted"
     lines = [f"# Hybrid network vs forest on CRTS (stratified {args.folds}-fold CV)", ""]
     table = ["| classes | model | seed | accuracy | balanced accuracy | macro-F1 | log loss "

@@ -59,6 +59,7 @@ __all__ = [
     "DmDtCNN",
     "available_architectures",
     "build_network",
+    "class_weight_from_name",
     "load_cnn",
     "keras_backend",
     "tensorflow_environment",
@@ -348,6 +349,28 @@ def _validation_split(y: np.ndarray, fraction: float, rng: np.random.Generator
         val.append(idx[:n_val])
         train.append(idx[n_val:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def class_weight_from_name(name: str) -> str | None:
+    """``DmDtCNN(class_weight=...)`` from the name options and settings use.
+
+    Parameters
+    ----------
+    name : {'balanced', 'none'}
+        ``'none'``: every object counts the same (``None``).
+
+    Returns
+    -------
+    'balanced' or None
+
+    Raises
+    ------
+    ConfigError
+        Any other name.
+    """
+    if name not in ("balanced", "none"):
+        raise ConfigError(f"class weights must be 'balanced' or 'none', not {name!r}")
+    return None if name == "none" else "balanced"
 
 
 def _class_weights(y: np.ndarray, n_classes: int, cap: float | None) -> np.ndarray:

@@ -268,11 +268,6 @@ def image_inputs(images_path: str | os.PathLike[str], object_ids: np.ndarray | N
 # ----------------------------------------------------------------------------- models
 
 
-def _network_class_weight(settings: TrainSettings) -> str | None:
-    """The networks' ``class_weight`` parameter from the settings' name for it."""
-    return None if settings.cnn_class_weight == "none" else "balanced"
-
-
 def _estimator(kind: str, settings: TrainSettings) -> Any:
     """A fresh, unfitted estimator of model ``kind`` under ``settings``."""
     if kind == "forest":
@@ -282,20 +277,21 @@ def _estimator(kind: str, settings: TrainSettings) -> Any:
                                 min_samples_leaf=settings.forest_min_samples_leaf,
                                 n_jobs=settings.n_jobs, random_state=settings.seed)
     if kind == "cnn":
-        from .cnn import DmDtCNN
+        from .cnn import DmDtCNN, class_weight_from_name
 
         return DmDtCNN(arch=CNN_PRESETS[settings.cnn_preset][1], epochs=settings.cnn_epochs,
                        learning_rate=settings.cnn_learning_rate,
                        max_class_weight=settings.cnn_max_class_weight,
-                       class_weight=_network_class_weight(settings),
+                       class_weight=class_weight_from_name(settings.cnn_class_weight),
                        random_state=settings.seed)
     if kind == "hybrid":
+        from .cnn import class_weight_from_name
         from .hybrid import HybridCNN
 
         return HybridCNN(arch=CNN_PRESETS[settings.cnn_preset][1], epochs=settings.cnn_epochs,
                          learning_rate=settings.cnn_learning_rate,
                          max_class_weight=settings.cnn_max_class_weight,
-                         class_weight=_network_class_weight(settings),
+                         class_weight=class_weight_from_name(settings.cnn_class_weight),
                          random_state=settings.seed)
     if kind == "rpca_nearest":
         from pipeline.rpca_dmdt import DmDtRPCA

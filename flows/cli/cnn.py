@@ -110,12 +110,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace):
+    from models.cnn import class_weight_from_name
     from models.cnn_workflows import CNNTrainConfig
 
     return CNNTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                           learning_rate=args.learning_rate, patience=args.patience,
                           max_class_weight=args.max_class_weight,
-                          class_weight=None if args.class_weight == "none" else "balanced",
+                          class_weight=class_weight_from_name(args.class_weight),
                           seed=args.seed)
 
 

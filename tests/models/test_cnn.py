@@ -569,6 +569,10 @@ def test_class_weight_setting_reaches_every_network():
     assert CNNTrainConfig().class_weight == "balanced"
     with pytest.raises(Exception, match="cnn_class_weight"):
         TrainSettings(cnn_class_weight="inverse")
+    from models.cnn import class_weight_from_name
+
+    with pytest.raises(ConfigError, match="'balanced' or 'none', not 'inverse'"):
+        class_weight_from_name("inverse")
 
 
 # --------------------------------------------------------------------------- CLI end to end
