@@ -100,10 +100,9 @@ def summarise(out: Path, names: list[str], seeds: list[int], pooled: bool = Fals
             "| fit s/fold |")
     lines = [head, "|---|" + "---:|" * (len(seeds) + 6)]
     every: list[np.ndarray] = []
-    ref: tuple | None = None
+    ids0 = y = cls = None  # every run of the table: the same objects and classes
     for name in names:
         cells, acc, bal, f1, probs, fits = [], [], [], [], [], []
-        ids0 = y = cls = None
         for s in seeds:
             folder = out / name / f"seed{s}"
             if not (folder / "cv_results.json").exists():
@@ -113,12 +112,8 @@ def summarise(out: Path, names: list[str], seeds: list[int], pooled: bool = Fals
             if ids0 is None:
                 ids0, y, cls = ids, yt, c
             elif not (np.array_equal(ids, ids0) and c == cls):
-                raise RuntimeError(f"{folder}: other objects or classes than seed {seeds[0]}")
-            if ref is None:
-                ref = (ids, yt, c)
-            elif not (np.array_equal(ids, ref[0]) and c == ref[2]):
-                raise RuntimeError(f"{folder}: other objects or classes than {names[0]}")
-            every.append(p)
+                raise RuntimeError(f"{folder}: other objects or classes than the first run "
+                                   "of the table")
             r = metrics_report(y, np.asarray(cls)[p.argmax(1)], cls)
             acc.append(r["accuracy"])
             bal.append(r["balanced_accuracy"])
@@ -126,6 +121,7 @@ def summarise(out: Path, names: list[str], seeds: list[int], pooled: bool = Fals
             probs.append(p)
             fits.append(fit_s)
             cells.append(f"{r['accuracy']:.4f} / {r['balanced_accuracy']:.4f}")
+        every += probs
         if not acc:
             continue
         ens = "-"
@@ -138,8 +134,7 @@ def summarise(out: Path, names: list[str], seeds: list[int], pooled: bool = Fals
                      f"| {ens} | "
                      f"{np.mean(fits):.0f} |")
     if pooled and len(every) > 1:
-        _, y_all, c_all = ref
-        e = metrics_report(y_all, np.asarray(c_all)[np.mean(every, 0).argmax(1)], c_all)
+        e = metrics_report(y, np.asarray(cls)[np.mean(every, 0).argmax(1)], cls)
         lines.append(f"| pooled ({len(every)} runs above) | " + " | ".join("" for _ in seeds)
                      + " | | | | | " + f"{e['accuracy']:.4f} / {e['balanced_accuracy']:.4f} / "
                      f"{e['macro_f1']:.4f} | |")
