@@ -14,8 +14,9 @@ stack of the two (:class:`models.stacking.StackedClassifier` on their out-of-fol
 probabilities, cross-validated on the same folds as ``eval_stack_crts.py`` does). Features
 are cached like ``eval_forest_crts.py`` (``--cache``). Prints accuracy, balanced accuracy,
 macro-F1 and log loss per model and class set, and writes ``OUT/hybrid_crts.md`` and the
-out-of-fold predictions ``OUT/hybrid_{classes}_seed{k}.oof.parquet``. ``--class-weight none``
-trains the hybrid without class weights (names gain ``_unweighted``).
+out-of-fold predictions ``OUT/hybrid_{classes}_seed{k}.oof.parquet``. The hybrid trains
+without class weights (lcpipe's default); ``--class-weight balanced`` trains it with the capped
+balanced weights (the output names gain ``_weighted``).
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--class-weight", choices=["balanced", "none"], default="balanced",
-                    help="the hybrid's class weights ('none': every object counts the same; "
-                    "the output names gain '_unweighted')")
+    ap.add_argument("--class-weight", choices=["balanced", "none"], default="none",
+                    help="the hybrid's class weights ('none', the default: every object "
+                    "counts the same; 'balanced': the output names gain '_weighted')")
     args = ap.parse_args(argv)
     data = Path(args.data)
     if not (data / "lightcurves.parquet").exists():
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     seeds = [int(s) for s in args.seeds.split(",")]
     class_weight = class_weight_from_name(args.class_weight)
-    tag = "" if class_weight else "_unweighted"
+    tag = "_weighted" if class_weight else ""
     lines = [f"# Hybrid network vs forest on CRTS (stratified {args.folds}-fold CV)", ""]
     table = ["| classes | model | seed | accuracy | balanced accuracy | macro-F1 | log loss "
              "| fit s/fold |", "|---|---|---:|---:|---:|---:|---:|---:|"]

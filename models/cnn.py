@@ -410,9 +410,12 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
         ``lr_factor``.
     lr_factor : float, default=0.5
         Learning-rate reduction factor on plateau.
-    class_weight : {'balanced', None}, default='balanced'
-        Weight classes by ``n / (n_classes * n_c)`` in the loss (training and
-        validation), capped at ``max_class_weight``.
+    class_weight : {'balanced', None}, default=None
+        ``'balanced'``: weight classes by ``n / (n_classes * n_c)`` in the loss
+        (training and validation), capped at ``max_class_weight``; ``None``: every
+        object counts the same. On CRTS (5-fold CV, three seeds) no weights gain
+        3.5 points of accuracy on 7 classes and 23 on 16 and give a higher
+        macro-F1; the weights buy rare-class recall (docs/cnn.md).
     max_class_weight : float or None, default=10.0
         Cap of the balanced weights: uncapped, a 3-object class gets weight
         ~100 and a 16-class network collapses onto the rare classes.
@@ -473,7 +476,7 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
         patience: int = 4,
         lr_patience: int = 2,
         lr_factor: float = 0.5,
-        class_weight: str | None = "balanced",
+        class_weight: str | None = None,
         max_class_weight: float | None = 10.0,
         inference_batch_size: int = 512,
         random_state: int = 0,

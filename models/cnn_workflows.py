@@ -59,7 +59,7 @@ class CNNTrainConfig:
     patience : int, default=4
     max_class_weight : float, default=10.0
         Cap of the balanced class weights.
-    class_weight : {'balanced', None}, default='balanced'
+    class_weight : {'balanced', None}, default=None
         Class weights of the loss (``None``: every object counts the same).
     seed : int, default=0
         Seed of the network, the validation split and the augmentation.
@@ -73,7 +73,7 @@ class CNNTrainConfig:
     validation_fraction: float = 0.15
     patience: int = 4
     max_class_weight: float = 10.0
-    class_weight: str | None = "balanced"
+    class_weight: str | None = None
     seed: int = 0
     augment_fraction: tuple[float, float] = (0.4, 0.9)
 

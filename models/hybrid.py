@@ -18,7 +18,8 @@ median before the network sees them, i.e. to 0 after the scaler. The scaler live
 (:meth:`models.cnn.DmDtCNN.save`).
 
 :class:`HybridCNN` is a :class:`models.cnn.DmDtCNN` (same training: validation split,
-capped balanced class weights, early stopping, learning-rate schedule, seeds) whose input
+optional capped balanced class weights, early stopping, learning-rate schedule, seeds)
+whose input
 is a dict ``{"dmdt": images, "features": feature matrix}``.
 """
 
@@ -73,7 +74,7 @@ class HybridCNN(DmDtCNN):
     def __init__(self, arch: str = "vgg6", epochs: int = 30, batch_size: int = 64,
                  learning_rate: float | None = None, validation_fraction: float = 0.15,
                  patience: int = 4, lr_patience: int = 2, lr_factor: float = 0.5,
-                 class_weight: str | None = "balanced", max_class_weight: float | None = 10.0,
+                 class_weight: str | None = None, max_class_weight: float | None = 10.0,
                  inference_batch_size: int = 512, random_state: int = 0, verbose: int = 0,
                  feature_units: int = 128, feature_dropout: float = 0.3) -> None:
         super().__init__(arch=arch, epochs=epochs, batch_size=batch_size,

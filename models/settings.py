@@ -66,7 +66,7 @@ class TrainSettings(IngestSettings):
                                             "rate (None: the architecture's default, "
                                             "models.cnn.DEFAULT_LEARNING_RATE)")
     cnn_class_weight: Literal["balanced", "none"] = Field(
-        "balanced", description="loss weights of the networks (CNN, hybrid): 'balanced' "
+        "none", description="loss weights of the networks (CNN, hybrid): 'balanced' "
         "(n / (n_classes n_c), capped at cnn_max_class_weight) or 'none' (every object "
         "counts the same)")
     cnn_max_class_weight: float = Field(10.0, gt=0.0, description="cap of the balanced class "

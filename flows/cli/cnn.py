@@ -31,9 +31,9 @@ def _add_training(p: argparse.ArgumentParser) -> None:
                         "and dmdtnet)")
     g.add_argument("--patience", type=count(0), default=4,
                    help="early-stopping patience in epochs (default 4)")
-    g.add_argument("--class-weight", default="balanced", choices=["balanced", "none"],
-                   help="loss weights n / (n_classes n_c), capped at --max-class-weight "
-                        "(default balanced), or none: every object counts the same")
+    g.add_argument("--class-weight", default="none", choices=["balanced", "none"],
+                   help="none (default): every object counts the same; balanced: loss "
+                        "weights n / (n_classes n_c), capped at --max-class-weight")
     g.add_argument("--max-class-weight", type=positive, default=10.0,
                    help="cap of the balanced class weights (default 10)")
     g.add_argument("--seed", type=count(0), default=0, help="random seed (default 0)")

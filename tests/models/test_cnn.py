@@ -565,8 +565,15 @@ def test_class_weight_setting_reaches_every_network():
         p = __import__("argparse").ArgumentParser()
         cli_cnn._add_training(p)
         assert cli_cnn._config(p.parse_args(["--class-weight", name])).class_weight == want
-    assert TrainSettings().cnn_class_weight == "balanced"
-    assert CNNTrainConfig().class_weight == "balanced"
+    # the default everywhere: no class weights (more accurate on CRTS, docs/cnn.md)
+    from models.hybrid import HybridCNN
+
+    assert TrainSettings().cnn_class_weight == "none"
+    assert CNNTrainConfig().class_weight is None
+    assert DmDtCNN().class_weight is None and HybridCNN().class_weight is None
+    p = __import__("argparse").ArgumentParser()
+    cli_cnn._add_training(p)
+    assert cli_cnn._config(p.parse_args([])).class_weight is None
     with pytest.raises(Exception, match="cnn_class_weight"):
         TrainSettings(cnn_class_weight="inverse")
     from models.cnn import class_weight_from_name
