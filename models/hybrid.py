@@ -19,8 +19,7 @@ median before the network sees them, i.e. to 0 after the scaler. The scaler live
 
 :class:`HybridCNN` is a :class:`models.cnn.DmDtCNN` (same training: validation split,
 optional capped balanced class weights, early stopping, learning-rate schedule, seeds)
-whose input
-is a dict ``{"dmdt": images, "features": feature matrix}``.
+whose input is a dict ``{"dmdt": images, "features": feature matrix}``.
 """
 
 from __future__ import annotations
