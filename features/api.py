@@ -332,6 +332,12 @@ def shutdown_pools() -> None:
                 proc.terminate()
         for proc in procs:
             proc.join(timeout=5)
+        # let the pool's manager thread finish closing its wakeup pipe now: CPython 3.11's
+        # exit hook (concurrent.futures.process._python_exit) checks the pipe is open, then
+        # writes to it, and a close in between printed "Bad file descriptor" after Ctrl-C
+        manager = getattr(pool, "_executor_manager_thread", None)
+        if manager is not None:
+            manager.join(timeout=5)
 
 
 def _iter_chunk_results(chunks: Iterable[Any], config: PeriodSearchConfig | None,

@@ -208,3 +208,19 @@ def test_process_pool_works_in_a_forked_child(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a.parquet"),
                                   pd.read_parquet(tmp_path / "b.parquet"))
+
+
+def test_shutdown_pools_leaves_no_manager_thread(tmp_path, frame):
+    """After an interrupted run stops the shared pool, its manager thread has finished, so
+    CPython 3.11's exit hook cannot write to the pipe it closes (a 'Bad file descriptor'
+    traceback after Ctrl-C, seen under load)."""
+    from features import api
+
+    frame.sort_values("object_id", kind="stable").to_parquet(tmp_path / "lc.parquet")
+    extract_features_file(tmp_path / "lc.parquet", tmp_path / "f.parquet", n_jobs=2)
+    pool = api._POOLS[2]
+    manager = pool._executor_manager_thread
+    assert manager is not None and manager.is_alive()
+    api.shutdown_pools()
+    assert not manager.is_alive() and 2 not in api._POOLS
+    assert manager.thread_wakeup._closed
