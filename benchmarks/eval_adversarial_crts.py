@@ -124,6 +124,13 @@ def load(classes: str) -> tuple[LightCurves, np.ndarray, np.ndarray]:
     return subset(lcs, pos), joined.object_id, joined.y
 
 
+def _class_weight() -> str:
+    """The class weights of the default CNN settings, by name ('balanced' or 'none')."""
+    from models.cnn_workflows import CNNTrainConfig
+
+    return CNNTrainConfig().class_weight or "none"
+
+
 def run_one(name: str, seed: int, copies: int, scale: float, lcs: LightCurves,
             X: np.ndarray, meta: dict[str, Any], y: np.ndarray, folds: list,
             checked: list[np.ndarray], epochs: int | None
@@ -284,12 +291,16 @@ def main() -> int:
             js, pq = out / "runs" / f"{stem}.json", out / "runs" / f"{stem}.parquet"
             if js.exists() and not args.force:
                 old = json.loads(js.read_text())
-                if (old.get("n_splits"), old.get("per_fold")) == (args.folds, args.per_fold):
+                # a run of other settings (folds, objects, the CNN's class weights, whose
+                # default changed on 2026-11-30) is run again
+                if ((old.get("n_splits"), old.get("per_fold"), old.get("class_weight", "balanced"))
+                        == (args.folds, args.per_fold, _class_weight())):
                     records.append(old)
                     continue
             rec, table = run_one(name, seed, k, scale, lcs, X, meta, y, folds, checked,
                                  epochs)
-            rec.update(n_splits=args.folds, per_fold=args.per_fold, quick=args.quick)
+            rec.update(n_splits=args.folds, per_fold=args.per_fold, quick=args.quick,
+                       class_weight=_class_weight())
             write_json_atomic(plain(rec), js)
             table.to_parquet(pq, index=False)
             records.append(rec)

@@ -16,9 +16,8 @@ same training objects for a given fold, so no object's label reaches its own
 prediction). Written: ``OUT/<classes>/<variant>/seed<k>/`` (the CV files) and
 ``OUT/<classes>/levers.md`` (the table).
 
-Variants (``VARIANTS``): ``base`` (the defaults of this release, capped balanced
-class weights, named explicitly so that the row keeps its meaning if the defaults
-change), ``unweighted`` (no class weights), ``aug2`` (2 sparser-cadence copies of each
+Variants (``VARIANTS``): ``base`` (capped balanced class weights, lcpipe's default until
+2026-11-30), ``unweighted`` (no class weights, the default since), ``aug2`` (2 sparser-cadence copies of each
 training light curve, 2-3x the training time), ``patient`` (early-stopping patience 8,
 up to 60 epochs), ``mahabal2017`` (the authors' network on the same input), ``dmdtnet``
 (lcpipe's batch-normalised network), and ``unweighted_patient``, ``unweighted_dmdtnet``
