@@ -17,11 +17,12 @@ prediction). Written: ``OUT/<classes>/<variant>/seed<k>/`` (the CV files) and
 ``OUT/<classes>/levers.md`` (the table).
 
 Variants (``VARIANTS``): ``base`` (capped balanced class weights, lcpipe's default until
-2026-11-30), ``unweighted`` (no class weights, the default since), ``aug2`` (2 sparser-cadence copies of each
-training light curve, 2-3x the training time), ``patient`` (early-stopping patience 8,
-up to 60 epochs), ``mahabal2017`` (the authors' network on the same input), ``dmdtnet``
-(lcpipe's batch-normalised network), and ``unweighted_patient``, ``unweighted_dmdtnet``
-(those two changes on top of ``unweighted``), ``unweighted_dmdtnet_long`` (both).
+2026-11-30), ``unweighted`` (no class weights, the default since), ``aug2`` (2
+sparser-cadence copies of each training light curve, 2-3x the training time), ``patient``
+(early-stopping patience 8, up to 60 epochs), ``mahabal2017`` (the authors' network on the
+same input), ``dmdtnet`` (lcpipe's batch-normalised network), and ``unweighted_patient``,
+``unweighted_dmdtnet`` (those two changes on top of ``unweighted``),
+``unweighted_dmdtnet_long`` (both).
 ``--pooled`` adds the ensemble of every run in the table (across variants). About 3-5 min
 per (variant, seed) on 2 cores.
 """
