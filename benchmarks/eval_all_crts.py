@@ -8,8 +8,8 @@ the CNNs, the robust PCA, the stack (reads the forest's and the CNN's out-of-fol
 probabilities), the CNN with and without class weights over three network seeds (7 and 16
 classes), the hybrid (without class weights, the default, and with them), calibration (reads
 the hybrid's), "unknown", the robust-PCA out-of-distribution check (reads a train run on
-CRTS, e.g. of ``build_crts_bundle.py``; give ``--only bundle`` first on a fresh clone) and
-the robustness of the shipped bundle.
+CRTS, e.g. of ``build_crts_bundle.py``; give ``--only bundle`` first on a fresh clone), the
+robustness of the shipped bundle and the CNN's adversarial flip sizes.
 ``bundle`` (the train flow on CRTS, which also rebuilds the shipped bundle) runs only when
 named in ``--only``. Stops at the first failing step. About 3 hours on 2 cores; needs the
 shared CRTS set (``../shared/data/crts``). ``--list`` prints the commands without running them.
@@ -41,6 +41,7 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("bundle", ("benchmarks/build_crts_bundle.py",)),
     ("ood", ("benchmarks/eval_ood_rpca_crts.py",)),
     ("robustness", ("benchmarks/bench_robustness.py", "--jobs", "2")),
+    ("adversarial", ("benchmarks/eval_adversarial_crts.py", "--configs", "base")),
 )
 #: Steps run only when named (they change files that ship with lcpipe).
 ON_REQUEST = ("bundle",)
