@@ -325,17 +325,20 @@ def shutdown_pools() -> None:
         pools = list(_POOLS.values())
         _POOLS.clear()
     for pool in pools:
-        procs = list(getattr(pool, "_processes", {}).values())
+        # shutdown() drops the pool's references to its processes and manager thread: keep
+        # them. Processes can start on demand until the shutdown, so list them after it.
+        processes = getattr(pool, "_processes", None) or {}
+        manager = getattr(pool, "_executor_manager_thread", None)
         pool.shutdown(wait=False, cancel_futures=True)
+        procs = list(processes.values())
         for proc in procs:
             if proc.is_alive():
                 proc.terminate()
         for proc in procs:
             proc.join(timeout=5)
-        # let the pool's manager thread finish closing its wakeup pipe now: CPython 3.11's
-        # exit hook (concurrent.futures.process._python_exit) checks the pipe is open, then
+        # let the manager thread finish closing its wakeup pipe now: CPython 3.11's exit
+        # hook (concurrent.futures.process._python_exit) checks the pipe is open, then
         # writes to it, and a close in between printed "Bad file descriptor" after Ctrl-C
-        manager = getattr(pool, "_executor_manager_thread", None)
         if manager is not None:
             manager.join(timeout=5)
 
