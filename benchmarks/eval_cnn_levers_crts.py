@@ -22,7 +22,7 @@ sparser-cadence copies of each training light curve, 2-3x the training time), ``
 (early-stopping patience 8, up to 60 epochs), ``mahabal2017`` (the authors' network on the
 same input), ``dmdtnet`` (lcpipe's batch-normalised network), and ``unweighted_patient``,
 ``unweighted_dmdtnet`` (those two changes on top of ``unweighted``),
-``unweighted_dmdtnet_long`` (both).
+``unweighted_dmdtnet_long`` (both), ``unweighted_aug2`` (``aug2`` on top of ``unweighted``).
 ``--pooled`` adds the ensemble of every run in the table (across variants). About 3-5 min
 per (variant, seed) on 2 cores.
 """
@@ -56,6 +56,7 @@ VARIANTS: dict[str, tuple[str, str, int, dict]] = {
     "unweighted_patient": ("fine", "vgg6", 0, {**_UNWEIGHTED, **_LONG}),
     "unweighted_dmdtnet": ("fine", "dmdtnet", 0, _UNWEIGHTED),
     "unweighted_dmdtnet_long": ("fine", "dmdtnet", 0, {**_UNWEIGHTED, **_LONG}),
+    "unweighted_aug2": ("fine", "vgg6", 2, _UNWEIGHTED),
 }
 
 
