@@ -22,7 +22,8 @@ sparser-cadence copies of each training light curve, 2-3x the training time), ``
 (early-stopping patience 8, up to 60 epochs), ``mahabal2017`` (the authors' network on the
 same input), ``dmdtnet`` (lcpipe's batch-normalised network), and ``unweighted_patient``,
 ``unweighted_dmdtnet`` (those two changes on top of ``unweighted``),
-``unweighted_dmdtnet_long`` (both), ``unweighted_aug2`` (``aug2`` on top of ``unweighted``).
+``unweighted_dmdtnet_long`` (both), ``unweighted_aug2`` (``aug2`` on top of ``unweighted``),
+``unweighted_smooth`` (label smoothing 0.1 on top of ``unweighted``).
 ``--pooled`` adds the ensemble of every run in the table (across variants). About 3-5 min
 per (variant, seed) on 2 cores.
 """
@@ -40,12 +41,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 CRTS = ROOT.parent / "shared" / "data" / "crts"
 
-_WEIGHTED = {"class_weight": "balanced"}
-_UNWEIGHTED = {"class_weight": None}
+_WEIGHTED = {"class_weight": "balanced", "label_smoothing": 0.0}
+_UNWEIGHTED = {"class_weight": None, "label_smoothing": 0.0}
 _LONG = {"patience": 8, "epochs": 60}
 
 #: name -> (representation, architecture, augmented copies, CNNTrainConfig changes); the
-#: class weights are named in every variant, so a row keeps its meaning if defaults change
+#: class weights and the label smoothing are named in every variant, so a row keeps its
+#: meaning if defaults change
 VARIANTS: dict[str, tuple[str, str, int, dict]] = {
     "base": ("fine", "vgg6", 0, _WEIGHTED),
     "unweighted": ("fine", "vgg6", 0, _UNWEIGHTED),
@@ -57,6 +59,7 @@ VARIANTS: dict[str, tuple[str, str, int, dict]] = {
     "unweighted_dmdtnet": ("fine", "dmdtnet", 0, _UNWEIGHTED),
     "unweighted_dmdtnet_long": ("fine", "dmdtnet", 0, {**_UNWEIGHTED, **_LONG}),
     "unweighted_aug2": ("fine", "vgg6", 2, _UNWEIGHTED),
+    "unweighted_smooth": ("fine", "vgg6", 0, {**_UNWEIGHTED, "label_smoothing": 0.1}),
 }
 
 

@@ -419,6 +419,12 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
     max_class_weight : float or None, default=10.0
         Cap of the balanced weights: uncapped, a 3-object class gets weight
         ~100 and a 16-class network collapses onto the rare classes.
+    label_smoothing : float, default=0.0
+        Label smoothing of the cross-entropy (Szegedy et al. 2016): each
+        target becomes ``1 - label_smoothing`` on its class plus
+        ``label_smoothing / n_classes`` on every class, in training and in the
+        validation loss that early stopping watches. 0 trains on the plain
+        labels (sparse cross-entropy).
     inference_batch_size : int, default=512
         Images per batch in ``predict_proba`` and ``saliency``. Larger batches
         push the activations out of the CPU caches (4096 was 10-45 % slower
@@ -478,6 +484,7 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
         lr_factor: float = 0.5,
         class_weight: str | None = None,
         max_class_weight: float | None = 10.0,
+        label_smoothing: float = 0.0,
         inference_batch_size: int = 512,
         random_state: int = 0,
         verbose: int = 0,
@@ -492,6 +499,7 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
         self.lr_factor = lr_factor
         self.class_weight = class_weight
         self.max_class_weight = max_class_weight
+        self.label_smoothing = label_smoothing
         self.inference_batch_size = inference_batch_size
         self.random_state = random_state
         self.verbose = verbose
@@ -507,6 +515,8 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
                               f"not {self.class_weight!r}")
         if not 0.0 <= float(self.validation_fraction) < 1.0:
             raise ConfigError("validation_fraction must be in [0, 1)")
+        if not 0.0 <= float(self.label_smoothing) < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1), not {self.label_smoothing!r}")
         for name in ("epochs", "batch_size", "inference_batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1")
@@ -611,16 +621,28 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
         model = self._network(X, n_classes)
         self.learning_rate_ = float(DEFAULT_LEARNING_RATE[self.arch] if self.learning_rate is None
                                     else self.learning_rate)
+        smoothing = float(self.label_smoothing)
+        if smoothing > 0:  # one-hot targets: Keras' sparse loss has no smoothing
+            loss: Any = keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)
+            metric = "categorical_accuracy"
+
+            def target(idx: np.ndarray) -> np.ndarray:
+                return np.eye(n_classes, dtype=np.float32)[idx]
+        else:
+            loss, metric = "sparse_categorical_crossentropy", "accuracy"
+
+            def target(idx: np.ndarray) -> np.ndarray:
+                return idx
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=self.learning_rate_),
-            loss="sparse_categorical_crossentropy",
-            weighted_metrics=["accuracy"],
+            loss=loss,
+            weighted_metrics=[metric],
         )
         callbacks: list[Any] = []
         fit_kw: dict[str, Any] = {}
         if len(va):
             sw_va = w[y_idx[va]].astype(np.float32)
-            fit_kw["validation_data"] = (_take(X, va), y_idx[va], sw_va)
+            fit_kw["validation_data"] = (_take(X, va), target(y_idx[va]), sw_va)
             callbacks += [
                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(self.patience),
                                               restore_best_weights=True),
@@ -633,11 +655,12 @@ class DmDtCNN(ClassifierMixin, BaseEstimator):
             callbacks.append(keras.callbacks.TensorBoard(log_dir=os.fspath(tensorboard),
                                                          histogram_freq=1))
         hist = model.fit(
-            X_tr, y_tr, sample_weight=sw_tr, batch_size=int(self.batch_size),
+            X_tr, target(y_tr), sample_weight=sw_tr, batch_size=int(self.batch_size),
             epochs=int(self.epochs), shuffle=True, callbacks=callbacks,
             verbose=int(self.verbose), **fit_kw,
         )
-        h = {k: np.asarray(v, dtype=np.float64) for k, v in hist.history.items()}
+        h = {k.replace("categorical_accuracy", "accuracy"): np.asarray(v, dtype=np.float64)
+             for k, v in hist.history.items()}
         n_ep = len(next(iter(h.values())))
         frame = pd.DataFrame({"epoch": np.arange(1, n_ep + 1)})
         for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):

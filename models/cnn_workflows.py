@@ -61,6 +61,8 @@ class CNNTrainConfig:
         Cap of the balanced class weights.
     class_weight : {'balanced', None}, default=None
         Class weights of the loss (``None``: every object counts the same).
+    label_smoothing : float, default=0.0
+        Label smoothing of the loss (``models.cnn.DmDtCNN``).
     seed : int, default=0
         Seed of the network, the validation split and the augmentation.
     augment_fraction : (float, float), default=(0.4, 0.9)
@@ -74,6 +76,7 @@ class CNNTrainConfig:
     patience: int = 4
     max_class_weight: float = 10.0
     class_weight: str | None = None
+    label_smoothing: float = 0.0
     seed: int = 0
     augment_fraction: tuple[float, float] = (0.4, 0.9)
 
@@ -85,7 +88,8 @@ class CNNTrainConfig:
                        learning_rate=self.learning_rate,
                        validation_fraction=self.validation_fraction, patience=self.patience,
                        max_class_weight=self.max_class_weight,
-                       class_weight=self.class_weight, random_state=self.seed)
+                       class_weight=self.class_weight,
+                       label_smoothing=self.label_smoothing, random_state=self.seed)
 
 
 @dataclass(frozen=True)

@@ -74,12 +74,14 @@ class HybridCNN(DmDtCNN):
                  learning_rate: float | None = None, validation_fraction: float = 0.15,
                  patience: int = 4, lr_patience: int = 2, lr_factor: float = 0.5,
                  class_weight: str | None = None, max_class_weight: float | None = 10.0,
+                 label_smoothing: float = 0.0,
                  inference_batch_size: int = 512, random_state: int = 0, verbose: int = 0,
                  feature_units: int = 128, feature_dropout: float = 0.3) -> None:
         super().__init__(arch=arch, epochs=epochs, batch_size=batch_size,
                          learning_rate=learning_rate, validation_fraction=validation_fraction,
                          patience=patience, lr_patience=lr_patience, lr_factor=lr_factor,
                          class_weight=class_weight, max_class_weight=max_class_weight,
+                         label_smoothing=label_smoothing,
                          inference_batch_size=inference_batch_size,
                          random_state=random_state, verbose=verbose)
         self.feature_units = feature_units

@@ -71,6 +71,9 @@ class TrainSettings(IngestSettings):
         "counts the same)")
     cnn_max_class_weight: float = Field(10.0, gt=0.0, description="cap of the balanced class "
                                         "weights of the CNN")
+    cnn_label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="label smoothing of "
+                                       "the networks' loss (CNN, hybrid): 0 trains on the "
+                                       "plain labels")
     forest_n_estimators: int = Field(500, ge=1, description="trees of the random forest")
     forest_min_samples_leaf: int = Field(1, ge=1, description="minimum objects per leaf")
     unknown_accuracy: float = Field(0.95, gt=0.0, le=1.0, description="with cv_folds, each "

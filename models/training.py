@@ -283,6 +283,7 @@ def _estimator(kind: str, settings: TrainSettings) -> Any:
                        learning_rate=settings.cnn_learning_rate,
                        max_class_weight=settings.cnn_max_class_weight,
                        class_weight=class_weight_from_name(settings.cnn_class_weight),
+                       label_smoothing=settings.cnn_label_smoothing,
                        random_state=settings.seed)
     if kind == "hybrid":
         from .cnn import class_weight_from_name
@@ -292,6 +293,7 @@ def _estimator(kind: str, settings: TrainSettings) -> Any:
                          learning_rate=settings.cnn_learning_rate,
                          max_class_weight=settings.cnn_max_class_weight,
                          class_weight=class_weight_from_name(settings.cnn_class_weight),
+                         label_smoothing=settings.cnn_label_smoothing,
                          random_state=settings.seed)
     if kind == "rpca_nearest":
         from pipeline.rpca_dmdt import DmDtRPCA

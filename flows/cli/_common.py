@@ -46,6 +46,14 @@ def positive(text: str) -> float:
     return value
 
 
+def unit_fraction(text: str) -> float:
+    """argparse ``type=``: a number in [0, 1)."""
+    value = _number(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
 def finite(text: str) -> float:
     """argparse ``type=``: a finite number."""
     value = _number(text)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_debug_argument, count, positive
+from ._common import add_debug_argument, count, positive, unit_fraction
 
 HELP = "CNN classifier of dm-dt images: train, predict, cv, saliency"
 
@@ -36,6 +36,8 @@ def _add_training(p: argparse.ArgumentParser) -> None:
                         "weights n / (n_classes n_c), capped at --max-class-weight")
     g.add_argument("--max-class-weight", type=positive, default=10.0,
                    help="cap of the balanced class weights (default 10)")
+    g.add_argument("--label-smoothing", type=unit_fraction, default=0.0,
+                   help="label smoothing of the loss, in [0, 1) (default 0: plain labels)")
     g.add_argument("--seed", type=count(0), default=0, help="random seed (default 0)")
 
 
@@ -117,7 +119,7 @@ def _config(args: argparse.Namespace):
                           learning_rate=args.learning_rate, patience=args.patience,
                           max_class_weight=args.max_class_weight,
                           class_weight=class_weight_from_name(args.class_weight),
-                          seed=args.seed)
+                          label_smoothing=args.label_smoothing, seed=args.seed)
 
 
 def _with_debug(sub: argparse._SubParsersAction) -> None:

@@ -549,6 +549,62 @@ def test_sample_weights_keras_receives(rng, class_weight):
     assert clf.class_weight_ == pytest.approx({i: float(want[i]) for i in range(3)})
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_label_smoothing_is_the_loss_early_stopping_watches(smoothing):
+    """The validation loss Keras reports for the kept epoch equals numpy's cross-entropy
+    of the kept network's probabilities against the smoothed one-hot targets
+    (1 - s on the class, + s / n_classes everywhere) and not against the plain ones."""
+    X, y = _separable(np.random.default_rng(3), n=64)
+    clf = DmDtCNN(arch="mahabal2017", epochs=3, batch_size=16, validation_fraction=0.25,
+                  label_smoothing=smoothing, random_state=0).fit(X, y)
+    classes, y_idx = np.unique(y, return_inverse=True)
+    _, va = _validation_split(y_idx, 0.25, np.random.default_rng(0))  # fit's first draw
+    p = np.clip(clf.predict_proba(X[va]), 1e-7, 1 - 1e-7)
+    onehot = np.eye(2)[y_idx[va]]
+
+    def xent(target):
+        return float(np.mean(-np.sum(target * np.log(p), axis=1)))
+
+    kept = clf.history_["val_loss"].iloc[clf.best_epoch_ - 1]
+    assert kept == pytest.approx(xent(onehot * (1 - smoothing) + smoothing / 2), rel=1e-4)
+    if smoothing:
+        assert abs(kept - xent(onehot)) > 1e-3
+    assert clf.history_["accuracy"].notna().all()
+    assert clf.get_params()["label_smoothing"] == smoothing
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0])
+def test_label_smoothing_outside_0_1_is_refused(bad):
+    X, y = _separable(np.random.default_rng(0), n=16)
+    with pytest.raises(ConfigError, match="label_smoothing must be in"):
+        DmDtCNN(label_smoothing=bad).fit(X, y)
+
+
+def test_label_smoothing_setting_reaches_every_network():
+    """``cnn_label_smoothing`` of the train settings, ``CNNTrainConfig.label_smoothing`` and
+    ``lcpipe cnn --label-smoothing`` set the estimators' ``label_smoothing``."""
+    import argparse
+
+    from flows.cli import cnn as cli_cnn
+    from models.cnn_workflows import CNNTrainConfig
+    from models.hybrid import HybridCNN
+    from models.settings import TrainSettings
+    from models.training import _estimator
+
+    settings = TrainSettings(cnn_label_smoothing=0.15)
+    for kind in ("cnn", "hybrid"):
+        assert _estimator(kind, settings).label_smoothing == 0.15, kind
+    assert CNNTrainConfig(label_smoothing=0.15).estimator("vgg6").label_smoothing == 0.15
+    assert HybridCNN(label_smoothing=0.15).get_params()["label_smoothing"] == 0.15
+    p = argparse.ArgumentParser()
+    cli_cnn._add_training(p)
+    assert cli_cnn._config(p.parse_args(["--label-smoothing", "0.15"])).label_smoothing == 0.15
+    with pytest.raises(SystemExit):
+        p.parse_args(["--label-smoothing", "1"])
+    with pytest.raises(Exception, match="cnn_label_smoothing"):
+        TrainSettings(cnn_label_smoothing=1.0)
+
+
 def test_class_weight_setting_reaches_every_network():
     """``cnn_class_weight`` of the train settings, ``CNNTrainConfig.class_weight`` and
     ``lcpipe cnn --class-weight`` all set the estimators' ``class_weight``."""
