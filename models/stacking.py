@@ -1,15 +1,25 @@
-"""Stacked ensemble: a logistic regression on the class probabilities of other models.
+"""Stacked ensemble: a meta-model on the class probabilities of other models.
 
 The meta-model sees, for each object, the out-of-fold probabilities of the base
-models (the forest and the CNN) and learns how far to trust each one per class
-(Wolpert 1992, "Stacked generalization"). It must be fitted on probabilities the
-base models gave for objects they were not trained on (out-of-fold predictions of a
-cross-validation), never on their training objects, or it learns to trust an
-over-fitted model.
+models (the forest and the CNN) and learns how far to trust each one (Wolpert 1992,
+"Stacked generalization"). It must be fitted on probabilities the base models gave
+for objects they were not trained on (out-of-fold predictions of a cross-validation),
+never on their training objects, or it learns to trust an over-fitted model.
 
-Inputs are log-probabilities (clipped at ``eps``), so a base model that is sure and
-wrong costs the meta-model what it costs in log loss. The fitted model is plain
-arrays (coefficients, intercepts, classes, base-model names): saved as ``.npz``,
+Two meta-models, both on log-probabilities (clipped at ``eps``), so a base model that
+is sure and wrong costs what it costs in log loss:
+
+* ``'pool'`` (the default): a log-linear pool, ``p(c) ~ prod_m p_m(c) ** w_m`` with one
+  weight ``w_m >= 0`` per base model, fitted by minimising the log loss (Genest & Zidek
+  1986; a product of experts). With as many parameters as base models it cannot
+  over-fit the rare classes: on CRTS (5-fold CV) it is 0.3-1.2 points more accurate
+  than the logistic regression and has the lower log loss (docs/ensemble.md).
+* ``'logistic'``: a multinomial logistic regression on all the log-probabilities
+  (``n_classes * n_models`` inputs per class), which can learn per-class trust.
+
+Both are stored as the same arrays (a pool is a logistic regression whose
+coefficients are ``w_m`` on each model's own class and zero elsewhere, with no
+intercepts): coefficients, intercepts, classes, base-model names; saved as ``.npz``,
 loaded without pickle.
 """
 
@@ -114,44 +124,68 @@ def stack_predictions(model: StackedClassifier, frames: dict[str, Any], classes:
 
 
 class StackedClassifier(ClassifierMixin, BaseEstimator):
-    """Multinomial logistic regression on base models' probabilities.
+    """Meta-model on base models' probabilities: a log-linear pool or a logistic regression.
 
     Parameters
     ----------
     C : float, default=1.0
-        Inverse L2 regularisation strength of the logistic regression.
+        Inverse L2 regularisation strength of the logistic regression (``'logistic'``
+        only).
     eps : float, default=1e-4
-        Probability floor before the log before the log.
+        Probability floor before the log.
     base_models : sequence of str, optional
         Names of the base models, in the column order of ``X`` (metadata only).
+    method : {'pool', 'logistic'}, default='pool'
+        ``'pool'``: ``p(c) ~ prod_m p_m(c) ** w_m``, one weight ``w_m >= 0`` per base
+        model, fitted by minimising the log loss (L-BFGS-B with the exact gradient);
+        ``'logistic'``: multinomial logistic regression on every log-probability.
 
     Attributes
     ----------
     classes_ : ndarray of str
     coef_ : ndarray of shape (n_classes, n_models * n_classes)
     intercept_ : ndarray of shape (n_classes,)
+    weights_ : ndarray of shape (n_models,)
+        The pool's exponents (``'pool'`` only).
     """
 
     def __init__(self, C: float = 1.0, eps: float = 1e-4,
-                 base_models: Sequence[str] | None = None) -> None:
+                 base_models: Sequence[str] | None = None, method: str = "pool") -> None:
         self.C = C
         self.eps = eps
         self.base_models = base_models
+        self.method = method
 
     def fit(self, X: np.ndarray, y: Sequence[Any]) -> StackedClassifier:
-        """Fit on concatenated base probabilities ``X`` (n, n_models * n_classes)."""
-        from sklearn.linear_model import LogisticRegression
+        """Fit on concatenated base probabilities ``X`` (n, n_models * n_classes), each
+        model's columns in the sorted order of the classes of ``y``."""
+        from pipeline.errors import ConfigError
 
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y).astype(str)
-        lr = LogisticRegression(C=self.C, max_iter=5000)
-        lr.fit(self._z(X), y)
-        self.classes_ = lr.classes_
-        if len(self.classes_) == 2:  # binary: scikit-learn keeps one row; make it softmax
-            w, b = lr.coef_[0] / 2, lr.intercept_[0] / 2
-            self.coef_, self.intercept_ = np.vstack([-w, w]), np.array([-b, b])
+        if self.method == "pool":
+            self.classes_ = np.unique(y)
+            k = len(self.classes_)
+            if X.ndim != 2 or X.shape[1] % k or not X.shape[1]:
+                raise ValueError(f"a pool needs n_models x {k} probability columns (one per "
+                                 f"class of y), got shape {X.shape}")
+            logs = self._z(X).reshape(len(X), -1, k).transpose(1, 0, 2)  # (models, n, k)
+            self.weights_ = _fit_pool(logs, np.searchsorted(self.classes_, y))
+            self.coef_ = np.hstack([w * np.eye(k) for w in self.weights_])
+            self.intercept_ = np.zeros(k)
+        elif self.method == "logistic":
+            from sklearn.linear_model import LogisticRegression
+
+            lr = LogisticRegression(C=self.C, max_iter=5000)
+            lr.fit(self._z(X), y)
+            self.classes_ = lr.classes_
+            if len(self.classes_) == 2:  # binary: scikit-learn keeps one row; make it softmax
+                w, b = lr.coef_[0] / 2, lr.intercept_[0] / 2
+                self.coef_, self.intercept_ = np.vstack([-w, w]), np.array([-b, b])
+            else:
+                self.coef_, self.intercept_ = lr.coef_, lr.intercept_
         else:
-            self.coef_, self.intercept_ = lr.coef_, lr.intercept_
+            raise ConfigError(f"stack method must be 'pool' or 'logistic', not {self.method!r}")
         self.n_features_in_ = X.shape[1]
         return self
 
@@ -175,6 +209,36 @@ class StackedClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
+def _fit_pool(logs: np.ndarray, y_idx: np.ndarray) -> np.ndarray:
+    """Exponents ``w >= 0`` minimising the mean log loss of ``softmax(sum_m w_m logs[m])``.
+
+    Parameters
+    ----------
+    logs : ndarray of shape (n_models, n, n_classes)
+        Log-probabilities of the base models.
+    y_idx : ndarray of int, shape (n,)
+        True class index of each row.
+    """
+    from scipy.optimize import minimize
+
+    rows = np.arange(len(y_idx))
+    own = logs[:, rows, y_idx]  # (models, n): each model's log-probability of the truth
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        z = np.tensordot(w, logs, axes=1)
+        top = z.max(axis=1, keepdims=True)
+        e = np.exp(z - top)
+        norm = e.sum(axis=1, keepdims=True)
+        lse = (top + np.log(norm))[:, 0]
+        p = e / norm
+        grad = -(own - np.einsum("mnk,nk->mn", logs, p)).mean(axis=1)
+        return float(np.mean(lse - z[rows, y_idx])), grad
+
+    res = minimize(loss, np.full(len(logs), 1.0 / len(logs)), jac=True, method="L-BFGS-B",
+                   bounds=[(0.0, None)] * len(logs), options={"maxiter": 500, "gtol": 1e-9})
+    return np.asarray(res.x, dtype=np.float64)
+
+
 def save_stack(model: StackedClassifier, path: str | os.PathLike[str],
                extra: dict[str, Any] | None = None) -> Path:
     """Write a fitted :class:`StackedClassifier` as ``.npz`` (arrays only), atomically."""
@@ -184,7 +248,8 @@ def save_stack(model: StackedClassifier, path: str | os.PathLike[str],
 
     check_is_fitted(model, "coef_")
     meta = {"format": STACK_FORMAT, "C": model.C, "eps": model.eps,
-            "base_models": list(model.base_models or []), **(extra or {})}
+            "method": model.method, "base_models": list(model.base_models or []),
+            **(extra or {})}
     with atomic_path(path, fsync=True) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, coef=model.coef_, intercept=model.intercept_,
                  classes=np.asarray(model.classes_, dtype=str),
@@ -219,8 +284,12 @@ def load_stack(path: str | os.PathLike[str]) -> tuple[StackedClassifier, dict[st
             or intercept.shape != (k,) or not np.all(np.isfinite(coef))):
         raise InputError(p, f"coefficients of shape {coef.shape} do not fit {k} distinct "
                          f"classes and {n_base} base models: a damaged model file")
+    # files written before the pool existed hold a logistic regression
+    method = meta.get("method", "logistic")
     est = StackedClassifier(C=float(meta["C"]), eps=float(meta["eps"]),
-                            base_models=list(meta["base_models"]))
+                            base_models=list(meta["base_models"]), method=method)
     est.classes_, est.coef_, est.intercept_ = classes.astype(str), coef, intercept
+    if method == "pool":
+        est.weights_ = np.array([coef[0, m * k] for m in range(n_base)])
     est.n_features_in_ = coef.shape[1]
     return est, meta

@@ -32,24 +32,125 @@ def test_probabilities_equal_scikit_learn_on_the_log_inputs():
     y, pa, pb = _bases(rng)
     X = stack_inputs([pa, pb])
     for yy in (y, np.where(y == "c", "c", "ab")):
-        st = StackedClassifier(C=0.5).fit(X, yy)
+        st = StackedClassifier(C=0.5, method="logistic").fit(X, yy)
         ref = LogisticRegression(C=0.5, max_iter=5000).fit(np.log(np.clip(X, 1e-4, 1)), yy)
         np.testing.assert_allclose(st.predict_proba(X), ref.predict_proba(
             np.log(np.clip(X, 1e-4, 1))), rtol=1e-9, atol=1e-12)
         np.testing.assert_array_equal(st.classes_, ref.classes_)
 
 
-def test_stack_beats_each_base_model_out_of_fold():
+@pytest.mark.parametrize("method", ["pool", "logistic"])
+def test_stack_beats_each_base_model_out_of_fold(method):
     """Each base model is wrong where the other is right: the stack, cross-validated on
     their probabilities, beats both (accuracy of each base model = argmax)."""
     rng = np.random.default_rng(1)
     y, pa, pb = _bases(rng)
     cls = np.array(["a", "b", "c"])
     acc_a, acc_b = np.mean(cls[pa.argmax(1)] == y), np.mean(cls[pb.argmax(1)] == y)
-    oof = cross_validate(StackedClassifier(), stack_inputs([pa, pb]), y,
+    oof = cross_validate(StackedClassifier(method=method), stack_inputs([pa, pb]), y,
                          stratified_folds(y, 5, seed=0))
     acc = np.mean(oof.y_pred == y)
     assert acc > max(acc_a, acc_b) + 0.1, (acc, acc_a, acc_b)
+
+
+def _pool_by_hand(probas, w, eps=1e-4):
+    """prod_m max(p_m, eps) ** w_m, normalised per row."""
+    prod = np.ones_like(probas[0])
+    for p, wm in zip(probas, w, strict=True):
+        prod = prod * np.clip(p, eps, 1.0) ** wm
+    return prod / prod.sum(axis=1, keepdims=True)
+
+
+def _log_loss(y_idx, proba):
+    return float(-np.mean(np.log(proba[np.arange(len(y_idx)), y_idx])))
+
+
+def test_pool_is_the_normalised_weighted_product_of_the_base_models():
+    rng = np.random.default_rng(4)
+    y, pa, pb = _bases(rng)
+    st = StackedClassifier().fit(stack_inputs([pa, pb]), y)
+    assert st.method == "pool" and st.weights_.shape == (2,) and (st.weights_ >= 0).all()
+    np.testing.assert_allclose(st.predict_proba(stack_inputs([pa, pb])),
+                               _pool_by_hand([pa, pb], st.weights_), rtol=1e-10)
+    np.testing.assert_array_equal(st.intercept_, 0.0)
+
+
+def _pooled_labels(rng, n, w):
+    """Two random 4-class base models and labels drawn from their pool with weights w."""
+    pa, pb = rng.dirichlet(np.ones(4), n), rng.dirichlet(np.ones(4), n)
+    truth = _pool_by_hand([pa, pb], w, eps=0.0)
+    return (rng.random(n)[:, None] > truth.cumsum(axis=1)).sum(axis=1), pa, pb
+
+
+def test_pool_weights_minimise_the_log_loss_on_a_grid():
+    """No point of a 0.02 grid over [0, 3]^2 has a lower log loss than the fitted weights,
+    and the grid's best point is next to them."""
+    rng = np.random.default_rng(5)
+    y_idx, pa, pb = _pooled_labels(rng, 3000, (1.2, 0.7))
+    st = StackedClassifier().fit(stack_inputs([pa, pb]), np.array(list("abcd"))[y_idx])
+    fitted = _log_loss(y_idx, _pool_by_hand([pa, pb], st.weights_))
+    grid = np.arange(0.0, 3.0001, 0.02)
+    losses = np.array([[_log_loss(y_idx, _pool_by_hand([pa, pb], (a, b))) for b in grid]
+                       for a in grid])
+    assert fitted <= losses.min() + 1e-9
+    i, j = np.unravel_index(losses.argmin(), losses.shape)
+    np.testing.assert_allclose(st.weights_, [grid[i], grid[j]], atol=0.03)
+
+
+def test_pool_recovers_the_weights_that_made_the_labels_and_drops_a_useless_model():
+    """Labels drawn from p ~ pa^1.5 pb^0.5 (20,000 objects, 4 classes): the fit finds
+    (1.5, 0.5) to a few hundredths; a third model unrelated to the labels gets ~0."""
+    rng = np.random.default_rng(6)
+    y_idx, pa, pb = _pooled_labels(rng, 20_000, (1.5, 0.5))
+    pc = rng.dirichlet(np.ones(4), len(y_idx))
+    y = np.array(list("abcd"))[y_idx]
+    st = StackedClassifier(eps=1e-12).fit(stack_inputs([pa, pb, pc]), y)
+    np.testing.assert_allclose(st.weights_[:2], [1.5, 0.5], atol=0.06)
+    assert st.weights_[2] < 0.05
+
+
+def test_bad_stack_method_or_columns_are_refused():
+    from pipeline.errors import ConfigError
+
+    rng = np.random.default_rng(7)
+    y, pa, pb = _bases(rng)
+    with pytest.raises(ConfigError, match="'pool' or 'logistic', not 'mean'"):
+        StackedClassifier(method="mean").fit(stack_inputs([pa, pb]), y)
+    with pytest.raises(ValueError, match="n_models x 3 probability columns"):
+        StackedClassifier().fit(stack_inputs([pa, pb])[:, :5], y)
+
+
+@pytest.mark.parametrize("method", ["pool", "logistic"])
+def test_save_load_round_trip_of_each_method(tmp_path, method):
+    rng = np.random.default_rng(2)
+    y, pa, pb = _bases(rng)
+    X = stack_inputs([pa, pb])
+    st = StackedClassifier(base_models=["forest", "cnn"], method=method).fit(X, y)
+    loaded, meta = load_stack(save_stack(st, tmp_path / "stack.npz"))
+    assert loaded.method == meta["method"] == method
+    np.testing.assert_array_equal(loaded.predict_proba(X), st.predict_proba(X))
+    if method == "pool":
+        np.testing.assert_array_equal(loaded.weights_, st.weights_)
+
+
+def test_stack_file_without_a_method_is_a_logistic_regression(tmp_path):
+    """Stacks saved before the pool existed (no 'method' in their metadata) load as the
+    logistic regression they are."""
+    import json
+
+    rng = np.random.default_rng(2)
+    y, pa, pb = _bases(rng)
+    X = stack_inputs([pa, pb])
+    st = StackedClassifier(base_models=["forest", "cnn"], method="logistic").fit(X, y)
+    p = save_stack(st, tmp_path / "stack.npz")
+    with np.load(p) as z:
+        arrays = dict(z)
+    meta = json.loads(str(arrays["meta"]))
+    del meta["method"]
+    np.savez(tmp_path / "old.npz", **{**arrays, "meta": np.asarray(json.dumps(meta))})
+    loaded, _ = load_stack(tmp_path / "old.npz")
+    assert loaded.method == "logistic"
+    np.testing.assert_array_equal(loaded.predict_proba(X), st.predict_proba(X))
 
 
 def test_save_load_round_trip_and_damage(tmp_path):
