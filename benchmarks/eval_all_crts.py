@@ -37,6 +37,7 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("hybrid", ("benchmarks/eval_hybrid_crts.py",)),
     ("hybrid_weighted", ("benchmarks/eval_hybrid_crts.py", "--class-weight", "balanced")),
     ("calibration", ("benchmarks/eval_calibration_crts.py",)),
+    ("ceiling", ("benchmarks/eval_ceiling_crts.py",)),
     ("unknown", ("benchmarks/eval_unknown_crts.py", "--jobs", "2")),
     ("bundle", ("benchmarks/build_crts_bundle.py",)),
     ("ood", ("benchmarks/eval_ood_rpca_crts.py",)),

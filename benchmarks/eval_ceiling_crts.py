@@ -12,8 +12,9 @@ are averaged into one model each (their seed ensembles).
 
 Printed per class set:
 
-* each model, and stacks of two and of all three: the logistic-regression meta-model
-  (:class:`models.stacking.StackedClassifier`) cross-validated on the same folds through
+* each model, and stacks of two and of all three with each meta-model of
+  :class:`models.stacking.StackedClassifier` (``pool``, lcpipe's default, and
+  ``logistic``), cross-validated on the same folds through
   :func:`models.evaluation.cross_validate` (no object's label reaches its own prediction);
 * the **peeked ceiling**: the best accuracy of a weighted mean of the three models'
   probabilities (arithmetic, and geometric, weights on a 0.1 grid summing to 1) with the
@@ -88,13 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--out", default=str(OUT / "ceiling_crts"))
     args = ap.parse_args(argv)
 
+    from sklearn.metrics import log_loss
+
     from models.evaluation import cross_validate, metrics_report
     from models.stacking import StackedClassifier, stack_inputs
     from pipeline.io import atomic_path
 
     lines = ["# How far do the models go together? (CRTS, stratified 5-fold CV, seed-0 folds)",
-             "", "| classes | model | accuracy | balanced accuracy | macro-F1 |",
-             "|---|---|---:|---:|---:|"]
+             "", "| classes | model | accuracy | balanced accuracy | macro-F1 | log loss |",
+             "|---|---|---:|---:|---:|---:|"]
     ceilings = []
     for cs in args.classes.split(","):
         try:
@@ -119,17 +122,20 @@ def main(argv: list[str] | None = None) -> int:
                  for k in range(int(fold.max()) + 1)]
         names = list(models)
         rows = dict(models)
-        for combo in ((0, 1), (0, 2), (0, 1, 2)):
-            oof = cross_validate(StackedClassifier(base_models=[names[i] for i in combo]),
+        for method, combo in itertools.product(("pool", "logistic"), ((0, 1), (0, 2), (0, 1, 2))):
+            oof = cross_validate(StackedClassifier(base_models=[names[i] for i in combo],
+                                                   method=method),
                                  stack_inputs([models[names[i]] for i in combo]), y, folds)
             proba = np.zeros((len(y), len(cls)))
             proba[:, [cls.index(str(c)) for c in oof.classes]] = oof.proba
             label = " + ".join(names[i].split(" (")[0] for i in combo)
-            rows[f"stack ({label})"] = proba
+            rows[f"stack ({label}), {method}"] = proba
         for name, proba in rows.items():
             r = metrics_report(y, np.asarray(cls)[proba.argmax(axis=1)], cls)
+            p = np.clip(proba, 1e-15, 1.0)
+            ll = log_loss(y, p / p.sum(axis=1, keepdims=True), labels=cls)
             lines.append(f"| {len(cls)} | {name} | {r['accuracy']:.4f} | "
-                         f"{r['balanced_accuracy']:.4f} | {r['macro_f1']:.4f} |")
+                         f"{r['balanced_accuracy']:.4f} | {r['macro_f1']:.4f} | {ll:.3f} |")
         acc, w, kind = peeked_ceiling(y, list(models.values()), cls)
         ceilings.append(f"- {len(cls)} classes: **{acc:.4f}**, {kind} mean with weights "
                         f"forest {w[0]:.1f}, hybrid {w[1]:.1f}, CNN {w[2]:.1f}")
