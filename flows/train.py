@@ -174,8 +174,8 @@ def train(data: Path, labels: Path, output: Path,
         log.info(f"evaluated {kind} (fit {evaluated[kind]['fit_seconds']} s)")
         watch.lap(f"evaluate_{kind}")
     if settings.cv_folds:  # the stack learns from the base models' out-of-fold answers
-        evaluated["stack"] = stack_task({b: evaluated[b]["predictions"] for b in STACK_BASES},
-                                        split, work / "models", run_id)
+        evaluated["stack"] = stack_task({b: evaluated[b]["predictions"] for b in STACK_BASES
+                                         if b in evaluated}, split, work / "models", run_id)
         watch.lap("evaluate_stack")
     rep = reports_task(report_dir, run_id, [e["predictions"] for e in evaluated.values()],
                        classes, evaluated["rpca_nearest"]["model"], settings.unknown_accuracy)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import InputError
+from pipeline.errors import ConfigError, InputError
 
 from .settings import CNN_PRESETS, TrainSettings
 
@@ -48,6 +48,7 @@ __all__ = [
     "predict_model",
     "evaluate_model",
     "STACK_BASES",
+    "STACK_REQUIRED",
     "evaluate_stack",
 ]
 
@@ -55,8 +56,11 @@ __all__ = [
 MODELS: tuple[str, ...] = ("forest", "cnn", "rpca_nearest")
 #: Models trained on request.
 OPTIONAL_MODELS: tuple[str, ...] = ("hybrid",)
-#: Base models of the stacked ensemble ``stack`` (trained when the run cross-validates).
-STACK_BASES: tuple[str, ...] = ("forest", "cnn")
+#: Base models of the stacked ensemble ``stack`` (trained when the run cross-validates), in
+#: its input order: the forest and the CNN always, the hybrid when the run trains it.
+STACK_BASES: tuple[str, ...] = ("forest", "cnn", "hybrid")
+#: Base models every stack has.
+STACK_REQUIRED: tuple[str, ...] = ("forest", "cnn")
 #: dm-dt grid of the robust-PCA decomposition (Mahabal et al. 2017: 22 dm x 24 dt).
 RPCA_GRID = "mahabal2017"
 
@@ -528,14 +532,16 @@ def evaluate_stack(predictions: dict[str, str], split_path: str | os.PathLike[st
     """Fit the stacked ensemble on the base models' out-of-fold probabilities.
 
     The meta-model (:class:`models.stacking.StackedClassifier`) is fitted on the CV
-    predictions (split 'cv') of :data:`STACK_BASES` over the training part, and predicts
-    the test part from their test predictions. Its own CV predictions come from a
-    meta-model per fold fitted on the other folds (the same folds).
+    predictions (split 'cv') of the base models over the training part (those of
+    :data:`STACK_BASES` in ``predictions``, in that order), and predicts the test part from
+    their test predictions. Its own CV predictions come from a meta-model per fold fitted on
+    the other folds (the same folds).
 
     Parameters
     ----------
     predictions : dict
-        Base model -> its :func:`evaluate_model` prediction file (with split 'cv').
+        Base model -> its :func:`evaluate_model` prediction file (with split 'cv'); at
+        least :data:`STACK_REQUIRED`.
 
     Returns
     -------
@@ -555,17 +561,21 @@ def evaluate_stack(predictions: dict[str, str], split_path: str | os.PathLike[st
     wd = Path(workdir)
     split = read_split(split_path)
     classes = _classes_of(split)
-    frames = {b: read_predictions(predictions[b])[0] for b in STACK_BASES}
+    missing = [b for b in STACK_REQUIRED if b not in predictions]
+    if missing:
+        raise ConfigError(f"the stack needs the predictions of {', '.join(missing)}")
+    bases = [b for b in STACK_BASES if b in predictions]
+    frames = {b: read_predictions(predictions[b])[0] for b in bases}
     train = split[split["split"] == "train"].sort_values("object_id")
     if train["fold"].isna().any():
         raise InputError(split_path, "the stack needs CV folds of the training part "
                          "(set cv_folds)")
     t0 = time.perf_counter()
     cv = {b: f[f["split"] == "cv"] for b, f in frames.items()}
-    ids, X = base_probabilities(cv, STACK_BASES, classes,
+    ids, X = base_probabilities(cv, bases, classes,
                                 train["object_id"].to_numpy().astype(str))
     y = train["label"].to_numpy().astype(str)
-    est = StackedClassifier(base_models=list(STACK_BASES)).fit(X, y)
+    est = StackedClassifier(base_models=bases).fit(X, y)
     model_path = save_stack(est, wd / "stack.npz", extra={
         "classes": classes, "trained_on": "out-of-fold probabilities of the training part"})
     fit_seconds = time.perf_counter() - t0
@@ -577,7 +587,7 @@ def evaluate_stack(predictions: dict[str, str], split_path: str | os.PathLike[st
     fold = train["fold"].to_numpy(dtype=np.int64)
     folds = [(np.flatnonzero(fold != k), np.flatnonzero(fold == k))
              for k in range(int(fold.max()) + 1)]
-    oof = cross_validate(StackedClassifier(base_models=list(STACK_BASES)), X, y, folds)
+    oof = cross_validate(StackedClassifier(base_models=bases), X, y, folds)
     out.append(prediction_frame(ids, "stack", classes,
                                 class_columns(oof.proba, oof.classes, classes), run_id=run_id,
                                 split="cv", fold=oof.fold, true_class=y))

@@ -585,18 +585,21 @@ def test_bundle_round_trip_reproduces_test_predictions(first_run: Run, tmp_path:
 def test_hybrid_network_in_reports_bundle_and_classify(tmp_path: Path) -> None:
     """With ``hybrid`` on, the two-branch network is evaluated beside the other models, its
     folder is in the bundle, and classify reproduces its test probabilities from the raw
-    light curves (its scaler and feature list travel with it)."""
-    settings = SETTINGS.model_copy(update={"hybrid": True, "explain": False})
+    light curves (its scaler and feature list travel with it). With CV folds the stack
+    pools the forest, the CNN and the hybrid, and classify reproduces it too."""
+    settings = SETTINGS.model_copy(update={"hybrid": True, "explain": False, "cv_folds": 3})
     run = _train(tmp_path / "hyb", settings)
     pred = read_report(run.report_dir, "predictions", run.run_id)
-    assert set(pred["model"]) == set(MODELS) | {"hybrid"}
+    assert set(pred["model"]) == set(MODELS) | {"hybrid", "stack"}
+    pred = pred[pred["split"] == "test"]
     hyb = pred[pred["model"] == "hybrid"].sort_values("object_id").reset_index(drop=True)
     prob_cols = [f"prob_{c}" for c in PAPER7]
     p = hyb[prob_cols].to_numpy(float)
     assert np.allclose(p.sum(axis=1), 1.0, atol=1e-5)
     assert list(hyb["predicted_class"]) == list(np.asarray(PAPER7)[np.argmax(p, axis=1)])
     metrics = read_report(run.report_dir, "metrics", run.run_id)
-    row = metrics[(metrics["model"] == "hybrid") & (metrics["class"] == "__overall__")]
+    row = metrics[(metrics["model"] == "hybrid") & (metrics["class"] == "__overall__")
+                  & (metrics["split"] == "test")]
     assert row["accuracy"].iloc[0] == pytest.approx(
         np.mean(hyb["predicted_class"].astype(str) == hyb["true_class"].astype(str)))
     bundle = Path(run.result["bundle"])
@@ -610,10 +613,21 @@ def test_hybrid_network_in_reports_bundle_and_classify(tmp_path: Path) -> None:
     data = tmp_path / "test_objects.parquet"
     pq.write_table(table.filter(mask), data)
     res = classify(str(bundle), data, tmp_path / "c.parquet", ClassifySettings(n_jobs=1))
-    got = pq.read_table(res["output"]).to_pandas()
-    got = got[got["model"] == "hybrid"].sort_values("object_id").reset_index(drop=True)
+    out = pq.read_table(res["output"]).to_pandas()
+    got = out[out["model"] == "hybrid"].sort_values("object_id").reset_index(drop=True)
     assert list(got["object_id"]) == list(hyb["object_id"].astype(str))
     np.testing.assert_allclose(got[prob_cols].to_numpy(float), p, rtol=1e-6, atol=1e-5)
+
+    from models.stacking import load_stack
+
+    stack, meta = load_stack(bundle / "stack.npz")
+    assert stack.base_models == ["forest", "cnn", "hybrid"] and meta["method"] == "pool"
+    assert stack.weights_.shape == (3,)
+    want = pred[pred["model"] == "stack"].sort_values("object_id")
+    got = out[out["model"] == "stack"].sort_values("object_id")
+    assert list(got["object_id"]) == list(want["object_id"].astype(str))
+    np.testing.assert_allclose(got[prob_cols].to_numpy(float),
+                               want[prob_cols].to_numpy(float), rtol=1e-5, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- 7. CLI
