@@ -139,6 +139,11 @@ class StackedClassifier(ClassifierMixin, BaseEstimator):
         ``'pool'``: ``p(c) ~ prod_m p_m(c) ** w_m``, one weight ``w_m >= 0`` per base
         model, fitted by minimising the log loss (L-BFGS-B with the exact gradient);
         ``'logistic'``: multinomial logistic regression on every log-probability.
+    classes : sequence of str, optional
+        The classes of each model's probability columns, in their order (``'pool'``
+        only); default: the sorted classes of ``y``. Give them when ``y`` may lack a
+        class the base models know (a fold without a rare class): the pool then still
+        answers with every class.
 
     Attributes
     ----------
@@ -150,11 +155,13 @@ class StackedClassifier(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, C: float = 1.0, eps: float = 1e-4,
-                 base_models: Sequence[str] | None = None, method: str = "pool") -> None:
+                 base_models: Sequence[str] | None = None, method: str = "pool",
+                 classes: Sequence[str] | None = None) -> None:
         self.C = C
         self.eps = eps
         self.base_models = base_models
         self.method = method
+        self.classes = classes
 
     def fit(self, X: np.ndarray, y: Sequence[Any]) -> StackedClassifier:
         """Fit on concatenated base probabilities ``X`` (n, n_models * n_classes), each
@@ -164,13 +171,21 @@ class StackedClassifier(ClassifierMixin, BaseEstimator):
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y).astype(str)
         if self.method == "pool":
-            self.classes_ = np.unique(y)
-            k = len(self.classes_)
+            cols = (np.unique(y) if self.classes is None
+                    else np.asarray([str(c) for c in self.classes]))
+            k = len(cols)
+            unknown = sorted(set(y.tolist()) - set(cols.tolist()))
+            if unknown:
+                raise ValueError(f"y holds class {unknown[0]!r}, not among the probability "
+                                 f"columns' classes")
             if X.ndim != 2 or X.shape[1] % k or not X.shape[1]:
                 raise ValueError(f"a pool needs n_models x {k} probability columns (one per "
-                                 f"class of y), got shape {X.shape}")
+                                 f"class, {', '.join(cols)}), got shape {X.shape}; pass "
+                                 "classes= if y lacks a class of the columns")
+            self.classes_ = cols
             logs = self._z(X).reshape(len(X), -1, k).transpose(1, 0, 2)  # (models, n, k)
-            self.weights_ = _fit_pool(logs, np.searchsorted(self.classes_, y))
+            where = {c: i for i, c in enumerate(cols)}
+            self.weights_ = _fit_pool(logs, np.array([where[c] for c in y], dtype=np.int64))
             self.coef_ = np.hstack([w * np.eye(k) for w in self.weights_])
             self.intercept_ = np.zeros(k)
         elif self.method == "logistic":

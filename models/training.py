@@ -575,7 +575,7 @@ def evaluate_stack(predictions: dict[str, str], split_path: str | os.PathLike[st
     ids, X = base_probabilities(cv, bases, classes,
                                 train["object_id"].to_numpy().astype(str))
     y = train["label"].to_numpy().astype(str)
-    est = StackedClassifier(base_models=bases).fit(X, y)
+    est = StackedClassifier(base_models=bases, classes=classes).fit(X, y)
     model_path = save_stack(est, wd / "stack.npz", extra={
         "classes": classes, "trained_on": "out-of-fold probabilities of the training part"})
     fit_seconds = time.perf_counter() - t0
@@ -587,7 +587,7 @@ def evaluate_stack(predictions: dict[str, str], split_path: str | os.PathLike[st
     fold = train["fold"].to_numpy(dtype=np.int64)
     folds = [(np.flatnonzero(fold != k), np.flatnonzero(fold == k))
              for k in range(int(fold.max()) + 1)]
-    oof = cross_validate(StackedClassifier(base_models=bases), X, y, folds)
+    oof = cross_validate(StackedClassifier(base_models=bases, classes=classes), X, y, folds)
     out.append(prediction_frame(ids, "stack", classes,
                                 class_columns(oof.proba, oof.classes, classes), run_id=run_id,
                                 split="cv", fold=oof.fold, true_class=y))

@@ -109,6 +109,29 @@ def test_pool_recovers_the_weights_that_made_the_labels_and_drops_a_useless_mode
     assert st.weights_[2] < 0.05
 
 
+def test_pool_with_a_class_missing_from_y_answers_every_class():
+    """A fold without the class 'd': given the columns' classes, the pool fits on the
+    other rows, keeps 'd' in its output, is still the normalised product, and its
+    exponents beat their neighbours; without the classes the column count is refused."""
+    rng = np.random.default_rng(8)
+    y_idx, pa, pb = _pooled_labels(rng, 3000, (1.2, 0.7))
+    y = np.array(list("abcd"))[y_idx]
+    keep = y != "d"
+    X = stack_inputs([pa, pb])
+    st = StackedClassifier(classes=list("abcd")).fit(X[keep], y[keep])
+    assert list(st.classes_) == list("abcd")
+    np.testing.assert_allclose(st.predict_proba(X), _pool_by_hand([pa, pb], st.weights_),
+                               rtol=1e-10)
+    sub = [pa[keep], pb[keep]]
+    fitted = _log_loss(y_idx[keep], _pool_by_hand(sub, st.weights_))
+    for step in ([0.05, 0], [-0.05, 0], [0, 0.05], [0, -0.05]):
+        assert fitted < _log_loss(y_idx[keep], _pool_by_hand(sub, st.weights_ + step))
+    with pytest.raises(ValueError, match="pass classes= if y lacks a class"):
+        StackedClassifier().fit(X[keep], y[keep])
+    with pytest.raises(ValueError, match="holds class 'e'"):
+        StackedClassifier(classes=list("abcd")).fit(X[:3], ["a", "b", "e"])
+
+
 def test_bad_stack_method_or_columns_are_refused():
     from pipeline.errors import ConfigError
 
