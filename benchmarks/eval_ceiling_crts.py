@@ -17,6 +17,8 @@ Printed per class set:
   default; ``pool,logistic`` adds the logistic regression, minutes per fit on 16 classes),
   cross-validated on the same folds through :func:`models.evaluation.cross_validate` (no
   object's label reaches its own prediction);
+* the pool of the forest with one seed of each network (seeds 0, then 1): what the train
+  flow's ``--hybrid --cv-folds`` stacks;
 * the **peeked ceiling**: the best accuracy of a weighted mean of the three models'
   probabilities (arithmetic, and geometric, weights on a 0.1 grid summing to 1) with the
   weights chosen by looking at every answer. It is not a model (choosing weights on the
@@ -137,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
             proba[:, [cls.index(str(c)) for c in oof.classes]] = oof.proba
             label = " + ".join(names[i].split(" (")[0] for i in combo)
             rows[f"stack ({label}), {method}"] = proba
+        for s in (0, 1):  # one network of each, as the train flow's --hybrid --cv-folds
+            oof = cross_validate(StackedClassifier(base_models=["forest", "hybrid", "cnn"]),
+                                 stack_inputs([forest, runs[s][3], runs[2 + s][3]]), y, folds)
+            proba = np.zeros((len(y), len(cls)))
+            proba[:, [cls.index(str(c)) for c in oof.classes]] = oof.proba
+            rows[f"stack (random forest + hybrid seed {s} + CNN seed {s}), pool"] = proba
         for name, proba in rows.items():
             r = metrics_report(y, np.asarray(cls)[proba.argmax(axis=1)], cls)
             p = np.clip(proba, 1e-15, 1.0)
