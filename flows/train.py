@@ -176,6 +176,8 @@ def train(data: Path, labels: Path, output: Path,
     if settings.cv_folds:  # the stack learns from the base models' out-of-fold answers
         evaluated["stack"] = stack_task({b: evaluated[b]["predictions"] for b in STACK_BASES
                                          if b in evaluated}, split, work / "models", run_id)
+        log.info("stack: pool exponents " + ", ".join(
+            f"{b} {w:.2f}" for b, w in evaluated["stack"]["exponents"].items()))
         watch.lap("evaluate_stack")
     rep = reports_task(report_dir, run_id, [e["predictions"] for e in evaluated.values()],
                        classes, evaluated["rpca_nearest"]["model"], settings.unknown_accuracy)

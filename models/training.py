@@ -547,7 +547,8 @@ def evaluate_stack(predictions: dict[str, str], split_path: str | os.PathLike[st
     -------
     dict
         ``model`` (``<workdir>/stack.npz``), ``predictions``
-        (``<workdir>/stack.predictions.parquet``), ``fit_seconds``.
+        (``<workdir>/stack.predictions.parquet``), ``fit_seconds``, ``exponents`` (base
+        model -> its exponent in the pool).
     """
     from .evaluation import cross_validate
     from .predictions import class_columns, prediction_frame, read_predictions, write_predictions
@@ -595,4 +596,6 @@ def evaluate_stack(predictions: dict[str, str], split_path: str | os.PathLike[st
     write_predictions(pd.concat(out, ignore_index=True), pred_path,
                       metadata={"model": "stack", "trained_on": "training part"})
     return {"model": str(model_path), "predictions": str(pred_path),
-            "fit_seconds": round(fit_seconds, 2)}
+            "fit_seconds": round(fit_seconds, 2),
+            "exponents": {b: round(float(w), 4) for b, w in zip(bases, est.weights_,
+                                                                 strict=True)}}
