@@ -7,10 +7,12 @@ a half-written file behind.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import json
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -36,6 +38,44 @@ __all__ = [
 ]
 
 
+#: Temporary files and folders of writes in progress, registered before they exist; any
+#: still there when the interpreter exits is removed. A KeyboardInterrupt can land between
+#: creating one and entering the block that removes it on failure (inside the creation
+#: call, or between a context manager's ``__enter__`` and its body); this catches those.
+_PENDING: set[Path] = set()
+
+
+def _remove_pending() -> None:
+    """Remove the temporary paths of writes that never finished (run at exit)."""
+    for p in list(_PENDING):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                p.unlink()
+        _PENDING.discard(p)
+
+
+atexit.register(_remove_pending)
+
+
+def _new_temp(final: Path, suffix: str, folder: bool) -> Path:
+    """Create a hidden temporary file (mode 0600) or folder (0700) beside ``final``,
+    registered in ``_PENDING`` before it exists."""
+    for _ in range(100):
+        p = final.parent / f".{final.name}.{secrets.token_hex(6)}{suffix}"
+        _PENDING.add(p)
+        try:
+            if folder:
+                os.mkdir(p, 0o700)
+            else:
+                os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            return p
+        except FileExistsError:  # not ours; anything else (an interrupt just after the
+            _PENDING.discard(p)  # call made it) leaves p registered for the exit
+    raise FileExistsError(f"no free temporary name beside {final}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
@@ -59,14 +99,12 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False) -> Iterato
     except OSError as exc:
         raise OutputError(final, f"cannot create its folder: {exc.strerror or exc}") from exc
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+        tmp_path = _new_temp(final, ".tmp", folder=False)
     except OSError as exc:
         raise OutputError(final, f"cannot write there: {exc.strerror or exc}") from exc
-    os.close(fd)
-    tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; use the usual mode
+        os.chmod(tmp_path, 0o666 & ~_umask())  # created 0600; use the usual mode
         if fsync:
             _fsync(tmp_path)
         os.replace(tmp_path, final)
@@ -76,6 +114,8 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False) -> Iterato
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+    finally:
+        _PENDING.discard(tmp_path)
 
 
 @contextlib.contextmanager
@@ -114,7 +154,7 @@ def atomic_dir(path: str | os.PathLike[str],
                 check_output(f)  # replacing the folder must not delete an input
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+        tmp = _new_temp(final, ".tmp", folder=True)
     except OSError as exc:
         raise OutputError(final, f"cannot write there: {exc.strerror or exc}") from exc
     try:
@@ -137,6 +177,8 @@ def atomic_dir(path: str | os.PathLike[str],
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        _PENDING.discard(tmp)
 
 
 def _exchange(a: Path, b: Path) -> bool:

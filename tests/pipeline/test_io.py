@@ -100,6 +100,43 @@ def test_refusals_name_the_folder_and_touch_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "results"]
 
 
+_INTERRUPTED = """
+import os, sys
+from pathlib import Path
+real = getattr(os, sys.argv[2])
+def created_then_interrupted(*args, **kwargs):  # Ctrl-C landing just after the system call
+    real(*args, **kwargs)
+    raise KeyboardInterrupt
+from pipeline.io import atomic_dir, atomic_path
+d = Path(sys.argv[1])
+setattr(os, sys.argv[2], created_then_interrupted)
+try:
+    if sys.argv[2] == "mkdir":
+        with atomic_dir(d / "model", replaceable=lambda p: None):
+            pass
+    else:
+        with atomic_path(d / "table.parquet"):
+            pass
+finally:
+    print(sorted(p.name for p in d.iterdir()), flush=True)
+"""
+
+
+@pytest.mark.parametrize("call", ["mkdir", "open"])
+def test_interrupt_right_after_creating_the_temporary_leaves_nothing(tmp_path, call):
+    """A KeyboardInterrupt that lands between the system call that creates the temporary
+    folder (or file) and the block that removes it on failure: it existed, and the
+    interpreter's exit removes it (temporaries are registered before they are made)."""
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", _INTERRUPTED, str(tmp_path), call],
+                          capture_output=True, text=True, cwd=root, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stderr, proc.stderr
+    during = proc.stdout.strip()
+    assert (".model." if call == "mkdir" else ".table.parquet.") in during, during
+    assert list(tmp_path.iterdir()) == []
+
+
 _WRITER = """
 import itertools, json, signal, sys
 from pathlib import Path
